@@ -1,0 +1,225 @@
+"""The pipeline: the one place that knows the order of the stages (read, validate, merge, render, write).
+
+Collaborators (the PDF renderer, a progress callback) are passed in, so tests can give real-but-local ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import DispatchError, Problem, TemplateError, ValidationFailed, WorkspaceError
+from .letters import read_letter
+from .models import Letter, Recipient, RenderedLetter
+from .recipients import RecipientTable, check_recipients, read_recipients
+from .render import MergeContext, Merger, PdfRenderer, sha256, write_atomic
+from .workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("pdf", "html")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """Everything read from a workspace for one letter."""
+
+    workspace: Workspace
+    letter: Letter
+    recipients: RecipientTable
+
+    @property
+    def letter_name(self) -> str:
+        return self.letter.name
+
+    @property
+    def output_dir(self) -> Path:
+        return self.workspace.output_dir(self.letter.name)
+
+    def merger(self) -> Merger:
+        ws = self.workspace
+        context = MergeContext(letter=self.letter, sender=ws.settings.section("sender"),
+                               page_size=ws.settings.page_size, default_language=ws.settings.language,
+                               columns=self.recipients.columns)
+        return Merger(ws.templates, context, letter_file=f"letters/{self.letter.path.name}")
+
+
+@dataclass
+class RenderSummary:
+    letter: str
+    output_dir: Path
+    rendered: list[RenderedLetter] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def pages(self) -> int:
+        return sum(r.pages for r in self.rendered)
+
+
+def load(ws: Workspace, letter: str | None = None) -> Campaign:
+    """Read the letter and the recipients. Raises the first error that stops reading."""
+    name = ws.letter_name(letter)
+    letter_obj = read_letter(ws.letter_file(name), name=f"letters/{name}.md")
+    table = read_recipients(ws.recipients_file, name=ws.relative(ws.recipients_file))
+    return Campaign(ws, letter_obj, table)
+
+
+def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
+    """Every problem with the recipients, the letter and the templates, without writing anything."""
+    problems: list[Problem] = []
+    name = ws.letter_name(letter)
+    letter_obj = table = None
+    try:
+        letter_obj = read_letter(ws.letter_file(name), name=f"letters/{name}.md")
+    except DispatchError as exc:
+        problems.extend(exc.problems)
+    try:
+        table = read_recipients(ws.recipients_file, name=ws.relative(ws.recipients_file))
+    except DispatchError as exc:
+        problems.extend(exc.problems)
+    if table is not None:
+        problems.extend(check_recipients(table, default_language=ws.settings.language))
+        problems.extend(_address_warnings(table))
+    if letter_obj is not None and table is not None:
+        problems.extend(_merge_problems(Campaign(ws, letter_obj, table)))
+    return problems
+
+
+def _address_warnings(table: RecipientTable) -> list[Problem]:
+    missing = [r for r in table.rows if r.wants_print and not r.get("address").strip()]
+    if not missing:
+        return []
+    ids = ", ".join(r.id for r in missing[:12]) + (", ..." if len(missing) > 12 else "")
+    return [Problem(f"{len(missing)} recipient(s) to be printed have no postal address: {ids}",
+                    file=table.file, line=missing[0].line, column="address", severity="warning",
+                    hint="letters are still rendered; envelopes and labels need an address")]
+
+
+def _merge_problems(campaign: Campaign) -> list[Problem]:
+    """Merge every row (HTML only) so a name a row does not define is found before rendering."""
+    try:
+        merger = campaign.merger()
+    except DispatchError as exc:
+        return list(exc.problems)
+    seen: dict[tuple, list[Recipient]] = defaultdict(list)
+    first: dict[tuple, TemplateError] = {}
+    for recipient in campaign.recipients.rows:
+        try:
+            merger.html(recipient)
+        except TemplateError as exc:
+            key = (exc.problem.file, exc.problem.line, exc.problem.message.split(" (recipient")[0])
+            seen[key].append(recipient)
+            first.setdefault(key, exc)
+    problems = []
+    for key, rows in seen.items():
+        exc = first[key]
+        message = key[2]
+        if len(rows) > 1:
+            message += f" (for {len(rows)} recipients, first {rows[0].id!r} on line {rows[0].line} of recipients.csv)"
+        else:
+            message = exc.problem.message
+        problems.append(Problem(message, file=exc.problem.file, line=exc.problem.line, hint=exc.problem.hint))
+    return problems
+
+
+def check(ws: Workspace, letter: str | None = None) -> tuple[Campaign, list[Problem]]:
+    """Validate, refuse on any error, and return the campaign with the remaining warnings."""
+    problems = validate(ws, letter)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ValidationFailed(problems)
+    return load(ws, letter), problems
+
+
+def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None, fmt: str = "pdf",
+           renderer: PdfRenderer | None = None,
+           on_start: Callable[[int], None] | None = None,
+           on_progress: Callable[[RenderedLetter], None] | None = None) -> RenderSummary:
+    """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically."""
+    if fmt not in FORMATS:
+        raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
+    campaign, warnings = check(ws, letter)
+    chosen = campaign.recipients.select(only)
+    summary = RenderSummary(campaign.letter_name, campaign.output_dir, warnings=warnings)
+    merger = campaign.merger()
+    if fmt == "pdf" and renderer is None:
+        renderer = PdfRenderer(ws.templates)
+    if on_start:
+        on_start(len(chosen))
+    for recipient, result in _render_each(campaign, merger, renderer, chosen, fmt):
+        summary.rendered.append(result)
+        if on_progress:
+            on_progress(result)
+    return summary
+
+
+def _render_each(campaign: Campaign, merger: Merger, renderer: PdfRenderer | None,
+                 chosen: Iterable[Recipient], fmt: str):
+    out = campaign.output_dir
+    for recipient in chosen:
+        html = merger.html(recipient)
+        target = out / f"{recipient.id}.{fmt}"
+        reason = "changed" if target.exists() else "new"
+        if fmt == "html":
+            data, pages = html.encode("utf-8"), 0
+        else:
+            pdf = renderer.render(html)
+            data, pages = pdf.data, pdf.pages
+        write_atomic(target, data)
+        yield recipient, RenderedLetter(recipient.id, target, reason, pages, len(data), sha256(data))
+
+
+@dataclass(frozen=True)
+class Preview:
+    pdf: Path
+    pages: list[Path]
+
+
+def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
+            renderer: PdfRenderer | None = None, dpi: int = 110) -> Preview:
+    """Render one recipient's letter and a PNG of each of its pages."""
+    import pypdfium2
+
+    summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer)
+    result = summary.rendered[0]
+    folder = summary.output_dir / "preview"
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    document = pypdfium2.PdfDocument(str(result.path))
+    try:
+        for number, page in enumerate(document, start=1):
+            image = page.render(scale=dpi / 72).to_pil()
+            target = folder / f"{recipient_id}-page{number}.png"
+            tmp = target.with_name(f".{target.name}.tmp")
+            image.save(tmp, format="PNG")
+            tmp.replace(target)
+            images.append(target)
+    finally:
+        document.close()
+    return Preview(result.path, images)
+
+
+def init(destination: Path) -> list[Path]:
+    """Create a new, working campaign folder from the skeleton shipped with dispatch."""
+    destination = destination.expanduser()
+    if destination.exists() and any(destination.iterdir()):
+        raise WorkspaceError(f"{destination} already exists and is not empty",
+                             hint="choose a new folder name; dispatch init never overwrites files")
+    skeleton = resources.files("dispatch") / "skeleton"
+    created: list[Path] = []
+    with resources.as_file(skeleton) as source:
+        staging = destination.with_name(f".{destination.name}.init-tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if destination.exists():
+            destination.rmdir()
+        staging.rename(destination)
+    for path in sorted(destination.rglob("*")):
+        if path.is_file():
+            created.append(path)
+    return created

@@ -1,0 +1,243 @@
+"""Merge a letter with one recipient into HTML (Jinja2, sandboxed), then HTML into PDF (WeasyPrint).
+
+Two Jinja2 environments, both sandboxed and strict about undefined names:
+- the letter body (Markdown): every value is escaped for Markdown before the Markdown is converted,
+  so a cell can never become markup, a link or a template;
+- the layout (templates/*.html.j2): HTML autoescaping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import unquote, urlsplit
+
+import jinja2
+from babel.dates import format_date
+from jinja2.sandbox import SandboxedEnvironment
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from .errors import RenderError, TemplateError
+from .models import Letter, Recipient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SALUTATION = "Your Excellency,"
+# Locales used for dates where the bare language would pick a regional style that letters do not use.
+DATE_LOCALES = {"en": "en_GB"}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&\"'=:;/^$%@?,])")
+
+
+def markdown_escape(value: Any) -> Any:
+    """Make a value print literally inside Markdown: no emphasis, links, HTML or entities."""
+    if isinstance(value, Markup):
+        return value
+    if value is None:
+        return ""
+    text = str(value)
+    lines = [line.strip() for line in text.replace("\r", "").split("\n")]
+    escaped = [_MD_SPECIAL.sub(r"\\\1", line) for line in lines]
+    return "\\\n".join(escaped)  # a backslash at the end of a line is a hard line break
+
+
+def format_letter_date(value: dt.date | str, language: str) -> str:
+    if isinstance(value, dt.date):
+        return format_date(value, format="long", locale=DATE_LOCALES.get(language, language))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class MergeContext:
+    """What every recipient of one letter shares: the letter, the sender and the page settings."""
+
+    letter: Letter
+    sender: Mapping[str, Any]
+    page_size: str = "A4"
+    default_language: str = "en"
+    columns: tuple[str, ...] = ()
+
+
+class Merger:
+    """Turns (letter, recipient) into the HTML of the letter. Holds the two compiled templates."""
+
+    def __init__(self, templates: Path, context: MergeContext, *, letter_file: str) -> None:
+        self.templates = templates
+        self.context = context
+        self.letter_file = letter_file
+        letter = context.letter
+        padded_body = "\n" * (letter.body_line - 1) + letter.body  # template lines = file lines
+        self.body_env = SandboxedEnvironment(
+            loader=jinja2.FunctionLoader(
+                lambda name: (padded_body, letter_file, lambda: True) if name == letter_file else None),
+            autoescape=False, finalize=markdown_escape, undefined=jinja2.StrictUndefined,
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        self.layout_env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(templates)),
+            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        for env in (self.body_env, self.layout_env):
+            env.filters["date"] = lambda value, language="en": format_letter_date(value, language)
+        self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": False})
+        self.body_template = self._load(self.body_env, letter_file, letter_file)
+        self.layout_template = self._load(self.layout_env, letter.template, f"templates/{letter.template}")
+
+    def _load(self, env: SandboxedEnvironment, name: str, shown: str) -> jinja2.Template:
+        try:
+            return env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            where = f"templates/{exc.name}" if exc.name and exc.name != self.letter_file else shown
+            raise TemplateError(f"template syntax error: {exc.message}", file=where, line=exc.lineno,
+                                hint="check the {{ }} and {% %} pairs near this line") from None
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template not found: {exc.name}", file=shown,
+                                hint="templates are looked up in the workspace's templates/ folder only") from None
+
+    def variables(self, recipient: Recipient) -> dict[str, Any]:
+        ctx = self.context
+        fields = {column: "" for column in ctx.columns}
+        fields.update(recipient.fields)
+        for column in ("addressee", "title", "ambassador", "address", "salutation", "regional_group", "email"):
+            fields.setdefault(column, "")
+        language = fields.get("language") or ctx.default_language
+        letter = ctx.letter
+        values: dict[str, Any] = {k: v for k, v in fields.items() if k.isidentifier()}
+        values.update(
+            recipient=fields,
+            language=language,
+            salutation=fields.get("salutation") or DEFAULT_SALUTATION,
+            addressee_lines=list(recipient.addressee_lines),
+            sender=dict(ctx.sender),
+            page_size=ctx.page_size,
+            letter={
+                "name": letter.name, "title": letter.title, "subject": letter.subject, "place": letter.place,
+                "date": format_letter_date(letter.date, language), "senders": list(letter.senders),
+                "signatories": list(letter.signatories), "author": letter.author,
+            },
+        )
+        return values
+
+    def body_html(self, recipient: Recipient, variables: Mapping[str, Any] | None = None) -> Markup:
+        variables = variables if variables is not None else self.variables(recipient)
+        source = self._run(self.body_template, variables, recipient)
+        return Markup(self.markdown.render(source))
+
+    def html(self, recipient: Recipient) -> str:
+        variables = self.variables(recipient)
+        variables["body"] = self.body_html(recipient, variables)
+        return self._run(self.layout_template, variables, recipient)
+
+    def _run(self, template: jinja2.Template, variables: Mapping[str, Any], recipient: Recipient) -> str:
+        try:
+            return template.render(variables)
+        except jinja2.UndefinedError as exc:
+            file, line = self._place(exc, template)
+            raise TemplateError(f"{exc.message} (recipient {recipient.id!r}, recipients.csv line {recipient.line})",
+                                file=file, line=line,
+                                hint="add the column to recipients.csv, or fix the name in the template") from None
+        except jinja2.TemplateError as exc:
+            file, line = self._place(exc, template)
+            raise TemplateError(f"{type(exc).__name__}: {exc} (recipient {recipient.id!r})", file=file, line=line) from None
+        except (RecursionError, MemoryError, OverflowError) as exc:
+            file, line = self._place(exc, template)
+            raise TemplateError(f"the template could not be evaluated ({type(exc).__name__}) for recipient {recipient.id!r}",
+                                file=file, line=line, hint="look for a loop or recursion that never ends") from None
+
+    def _place(self, exc: BaseException, template: jinja2.Template) -> tuple[str, int | None]:
+        """The template file and line where exc was raised (Jinja2 rewrites tracebacks to template lines)."""
+        for frame, line in reversed(list(traceback.walk_tb(exc.__traceback__))):
+            filename = frame.f_code.co_filename
+            if filename == self.letter_file:
+                return self.letter_file, line
+            if filename.startswith(str(self.templates)):
+                return "templates/" + os.path.relpath(filename, self.templates), line
+        return (self.letter_file if template is self.body_template else f"templates/{template.name}"), None
+
+
+def confined_fetcher(root: Path):
+    """A WeasyPrint URL fetcher that reads files inside root and data: URLs; nothing else, ever.
+
+    Anything else stops the render with FatalURLFetchingError, so a template that asks for the network
+    or a file elsewhere fails loudly instead of producing a letter with a silently missing part.
+    """
+    from weasyprint.urls import FatalURLFetchingError, URLFetcher  # imported where PDFs are made
+
+    root = root.resolve()
+
+    class ConfinedFetcher(URLFetcher):
+        def fetch(self, url: str, headers: Any = None):
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            if scheme == "data":
+                return super().fetch(url, headers)
+            if scheme == "file":
+                path = Path(unquote(parts.path)).resolve()
+                if path.is_relative_to(root) and path.is_file():
+                    return super().fetch(url, headers)
+                raise FatalURLFetchingError(f"{url} is not a file inside the templates folder")
+            raise FatalURLFetchingError(f"{url}: dispatch never fetches from the network")
+
+    return ConfinedFetcher(allowed_protocols=("file", "data"), timeout=1, fail_on_errors=True)
+
+
+@dataclass(frozen=True)
+class Pdf:
+    data: bytes
+    pages: int
+
+
+class PdfRenderer:
+    """Writes PDFs with WeasyPrint. One instance per process: it keeps the font configuration."""
+
+    def __init__(self, templates: Path) -> None:
+        import weasyprint
+        from weasyprint.text.fonts import FontConfiguration
+
+        # Font subsets carry a timestamp; a fixed one makes the same letter give the same bytes.
+        os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
+        self._weasyprint = weasyprint
+        self.templates = templates.resolve()
+        self.base_url = self.templates.as_uri() + "/"
+        self.fetcher = confined_fetcher(self.templates)
+        self.font_config = FontConfiguration()
+
+    def render(self, html: str) -> Pdf:
+        from weasyprint.urls import FatalURLFetchingError
+
+        try:
+            document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
+            rendered = document.render(font_config=self.font_config, custom_metadata=True)
+            data = rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch")
+        except FatalURLFetchingError as exc:
+            raise RenderError(str(exc), file="templates/",
+                              hint="templates may only use files inside templates/ (fonts, images, CSS)") from None
+        return Pdf(data=data, pages=len(rendered.pages))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write data to path so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RenderError(f"cannot write {path.name}: {exc.strerror}", file=str(path.parent),
+                          hint="check that the output folder is writable and the disk is not full") from None
+
+
+Progress = Callable[[Recipient, str], None]

@@ -1,0 +1,193 @@
+"""Find the campaign folder and its files; read dispatch.toml into Settings."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError, WorkspaceError
+
+SETTINGS_FILE = "dispatch.toml"
+PAGE_SIZES = ("A4", "Letter")
+
+# section -> key -> (type, default). One definition, used for reading, defaults and messages.
+SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
+    "campaign": {
+        "letter": (str, ""),
+        "recipients": (str, "recipients.csv"),
+        "output": (str, "out"),
+        "page_size": (str, "A4"),
+        "language": (str, "en"),
+    },
+    "sender": {
+        "name": (str, ""),
+        "address": (str, ""),
+        "email": (str, ""),
+        "reply_to": (str, ""),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The values of dispatch.toml, with defaults filled in."""
+
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def get(self, section: str, key: str) -> Any:
+        return self.values.get(section, {}).get(key, SCHEMA[section][key][1])
+
+    @property
+    def letter(self) -> str:
+        return self.get("campaign", "letter")
+
+    @property
+    def page_size(self) -> str:
+        return self.get("campaign", "page_size")
+
+    @property
+    def language(self) -> str:
+        return self.get("campaign", "language")
+
+    def section(self, name: str) -> dict[str, Any]:
+        return {key: self.get(name, key) for key in SCHEMA[name]}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A campaign folder: recipients.csv, letters/, templates/, dispatch.toml, out/."""
+
+    root: Path
+    settings: Settings
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def letters(self) -> Path:
+        return self.root / "letters"
+
+    @property
+    def recipients_file(self) -> Path:
+        return self.root / self.settings.get("campaign", "recipients")
+
+    @property
+    def output(self) -> Path:
+        return self.root / self.settings.get("campaign", "output")
+
+    def letter_file(self, name: str | None = None) -> Path:
+        return self.letters / f"{self.letter_name(name)}.md"
+
+    def letter_name(self, name: str | None = None) -> str:
+        chosen = name or self.settings.letter
+        if chosen:
+            return chosen.removesuffix(".md")
+        found = sorted(p.stem for p in self.letters.glob("*.md") if "." not in p.stem)
+        if len(found) == 1:
+            return found[0]
+        raise WorkspaceError(
+            "no letter chosen" if found else "no letter found in letters/",
+            file=SETTINGS_FILE,
+            hint=("set [campaign] letter in dispatch.toml or pass --letter NAME"
+                  if found else "write one as letters/<name>.md (see `dispatch init`)"))
+
+    def output_dir(self, letter: str) -> Path:
+        return self.output / letter
+
+    def relative(self, path: Path) -> str:
+        """A path as the user knows it: relative to the workspace when inside it."""
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def open_workspace(root: Path | str = ".") -> Workspace:
+    """Open the campaign folder at root and read its settings."""
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise WorkspaceError(f"no such folder: {folder}",
+                             hint="pass the campaign folder with -C DIR, or create one with `dispatch init DIR`")
+    folder = folder.resolve()
+    settings_path = folder / SETTINGS_FILE
+    if not settings_path.is_file():
+        raise WorkspaceError(f"{folder} is not a dispatch campaign: it has no {SETTINGS_FILE}",
+                             hint="run dispatch inside a campaign folder, pass -C DIR, or create one with `dispatch init DIR`")
+    return Workspace(folder, read_settings(settings_path))
+
+
+def read_settings(path: Path) -> Settings:
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"not UTF-8 text (byte {exc.start})", file=name,
+                            hint="save dispatch.toml as UTF-8") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read: {exc.strerror}", file=name) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        where = re.search(r"\(at line (\d+), column (\d+)\)", message)
+        problem = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
+        line = int(where.group(1)) if where else text.count("\n") + 1
+        column = f"column {where.group(2)}" if where else None
+        raise SettingsError(f"{problem[:1].lower()}{problem[1:]}", file=name, line=line, column=column,
+                            hint="check the TOML syntax: key = \"value\", one per line, under [section] headers") from None
+    values: dict[str, dict[str, Any]] = {}
+    for section, table in data.items():
+        if section not in SCHEMA:
+            raise SettingsError(f"unknown section [{section}]", file=name, line=_line_of(text, None, section),
+                                hint=_suggest(section, SCHEMA, "section") or f"known sections: {', '.join(SCHEMA)}")
+        if not isinstance(table, dict):
+            raise SettingsError(f"'{section}' must be a [section]", file=name, line=_line_of(text, None, section))
+        values[section] = {}
+        for key, value in table.items():
+            spec = SCHEMA[section].get(key)
+            if spec is None:
+                raise SettingsError(f"unknown setting '{key}' in [{section}]", file=name,
+                                    line=_line_of(text, section, key),
+                                    hint=_suggest(key, SCHEMA[section], "setting")
+                                    or f"known settings: {', '.join(SCHEMA[section])}")
+            kind = spec[0]
+            if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+                raise SettingsError(f"'{key}' must be {_kind_name(kind)}, not {value!r}", file=name,
+                                    line=_line_of(text, section, key))
+            values[section][key] = value
+    page_size = values.get("campaign", {}).get("page_size", "A4")
+    if page_size not in PAGE_SIZES:
+        raise SettingsError(f"page_size must be one of {', '.join(PAGE_SIZES)}, not {page_size!r}", file=name,
+                            line=_line_of(text, "campaign", "page_size"))
+    return Settings(values)
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "text in quotes", int: "a whole number", bool: "true or false", float: "a number",
+            list: "a list"}.get(kind, kind.__name__)
+
+
+def _suggest(word: str, known, what: str) -> str | None:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"did you mean the {what} '{close[0]}'?" if close else None
+
+
+def _line_of(text: str, section: str | None, key: str) -> int | None:
+    """Line number of `key = ...` inside [section] (or of the [key] header when section is None)."""
+    in_section = section is None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            if section is None and header.group(1) == key:
+                return number
+            in_section = header.group(1) == section
+            continue
+        if in_section and section is not None and re.match(rf"^\"?{re.escape(key)}\"?\s*=", stripped):
+            return number
+    return None

@@ -1,0 +1,127 @@
+"""The command line as a user meets it: exit codes, exact messages, no tracebacks."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from typer.testing import CliRunner
+
+from dispatch.cli import app
+from tests.conftest import LETTER, flat, pdf_text, row
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_validate_clean_workspace(make_workspace):
+    folder = make_workspace([row("NA", "Namibia", address="1 Street\nNew York")])
+    result = run("-C", str(folder), "validate")
+    assert result.exit_code == 0
+    assert result.stdout == "ok: 1 recipients, letter 'letter'\n"
+
+
+def test_validate_reports_every_error_with_place_and_hint(make_workspace):
+    folder = make_workspace([row("NA", "Namibia", email="mission@", address="x"), row("NA", "Namibia", channel="mail", address="x")])
+    result = run("-C", str(folder), "validate")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: recipients.csv:2: email: 'mission@' is not a valid address (There must be something after the @-sign.)",
+        "  hint: correct the address or leave the cell empty",
+        "error: recipients.csv:3: id: duplicate id 'NA' (first used on line 2)",
+        "  hint: ids must be unique",
+        "error: recipients.csv:3: channel: unknown channel 'mail'",
+        "  hint: did you mean 'email'?",
+        "3 error(s), 0 warning(s): fix the errors, then run dispatch validate again",
+    ]
+    assert "Traceback" not in result.output
+
+
+def test_usage_error_exits_2(make_workspace):
+    result = runner.invoke(app, ["render", "--no-such-option"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_render_refuses_invalid_campaign_and_writes_nothing(make_workspace):
+    folder = make_workspace([row("NA", "Namibia")], letter=LETTER.replace("{{ state }}", "{{ sate }}"))
+    result = run("-C", str(folder), "render")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: letters/letter.md:10: 'sate' is undefined (recipient 'NA', recipients.csv line 2)\n")
+    assert not (folder / "out").exists()
+
+
+def test_render_only_and_html_format(make_workspace):
+    folder = make_workspace([row("NA", "Namibia"), row("FR", "France")])
+    result = run("-C", str(folder), "render", "--only", "FR")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("rendered 1 PDF file(s), 1 pages into out/letter/ in ")
+    assert sorted(p.name for p in (folder / "out" / "letter").iterdir()) == ["FR.pdf"]
+    result = run("-C", str(folder), "render", "--format", "html")
+    assert result.exit_code == 0
+    assert (folder / "out" / "letter" / "NA.html").read_text().count("Namibia") >= 2
+
+
+def test_render_unknown_id(make_workspace):
+    folder = make_workspace([row("NA", "Namibia")])
+    result = run("-C", str(folder), "render", "--only", "NAM")
+    assert result.exit_code == 1
+    assert result.stderr == "error: recipients.csv: no recipient with id 'NAM'\n  hint: did you mean 'NA'?\n"
+
+
+def test_preview_writes_pdf_and_page_images(make_workspace):
+    folder = make_workspace([row("NA", "Namibia")])
+    result = run("-C", str(folder), "preview", "NA")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["out/letter/NA.pdf", "out/letter/preview/NA-page1.png"]
+    png = (folder / "out" / "letter" / "preview" / "NA-page1.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert "Namibia" in flat(pdf_text(folder / "out" / "letter" / "NA.pdf"))
+
+
+def test_init_creates_a_working_campaign(tmp_path):
+    target = tmp_path / "new-campaign"
+    result = run("init", str(target))
+    assert result.exit_code == 0
+    assert (target / "dispatch.toml").is_file() and (target / "templates" / "fonts").is_dir()
+    assert run("-C", str(target), "validate").exit_code == 0
+    assert run("-C", str(target), "render", "--only", "NA").exit_code == 0
+    assert "Government of Namibia" in flat(pdf_text(target / "out" / "letter" / "NA.pdf"))
+    again = run("init", str(target))
+    assert again.exit_code == 1
+    assert "already exists and is not empty" in again.stderr
+
+
+def test_not_a_campaign(tmp_path):
+    result = run("-C", str(tmp_path), "validate")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path} is not a dispatch campaign: it has no dispatch.toml\n  hint: ")
+
+
+def test_every_command_has_help():
+    group = typer_group()
+    for name, command in group.commands.items():
+        assert command.help and len(command.help) > 20, name
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0
+        assert command.help.splitlines()[0] in " ".join(result.output.split())
+
+
+def typer_group() -> click.Group:
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
+def test_skeleton_templates_match_the_sample_campaign():
+    # `dispatch init` ships the same layout as the sample campaign at the repository root.
+    from tests.conftest import REPO
+
+    skeleton = REPO / "src" / "dispatch" / "skeleton" / "templates"
+    sample = REPO / "templates"
+    names = sorted(p.relative_to(sample).as_posix() for p in sample.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(skeleton).as_posix() for p in skeleton.rglob("*") if p.is_file())
+    for name in names:
+        assert (sample / name).read_bytes() == (skeleton / name).read_bytes(), name
