@@ -14,7 +14,7 @@ from dispatch import campaign
 from dispatch.workspace import open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
-SEED = REPO.parent / "shared" / "seed" / "joint-ngo-letter-2020.txt"
+SEED = REPO / "tests" / "data" / "joint-ngo-letter-2020.txt"  # a copy of the original letter
 
 HEADER = ["id", "state", "regional_group", "mission", "title", "ambassador", "address", "email",
           "language", "channel", "salutation"]

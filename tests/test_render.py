@@ -103,6 +103,17 @@ def test_pdf_text_metadata_and_salutation_override(make_workspace):
     assert "Permanent Mission of Namibia" in meta["/recipient"]
 
 
+def test_each_render_is_recorded_in_the_journal(make_workspace):
+    from dispatch.journal import Journal
+
+    folder = make_workspace([row("NA", "Namibia"), row("FR", "France")])
+    summary = campaign.render(ws(folder))
+    events = Journal(folder / "dispatch.db").events("letter", kinds=["rendered"])
+    assert [(e.recipient, e.data["sha256"], e.data["pages"]) for e in events] == [
+        (r.recipient_id, r.sha256, r.pages) for r in summary.rendered]
+    assert events[0].data["file"] == "out/letter/NA.pdf"
+
+
 def test_same_input_gives_the_same_pdf_bytes(make_workspace):
     folder = make_workspace([row("NA", "Namibia")])
     first = campaign.render(ws(folder)).rendered[0].sha256

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import DispatchError, Problem, TemplateError, ValidationFailed, WorkspaceError
+from .journal import Journal
 from .letters import read_letter
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
@@ -136,8 +137,12 @@ def check(ws: Workspace, letter: str | None = None) -> tuple[Campaign, list[Prob
     return load(ws, letter), problems
 
 
+def open_journal(ws: Workspace) -> Journal:
+    return Journal(ws.journal_file, shown=ws.relative(ws.journal_file))
+
+
 def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None, fmt: str = "pdf",
-           renderer: PdfRenderer | None = None,
+           renderer: PdfRenderer | None = None, journal: Journal | None = None,
            on_start: Callable[[int], None] | None = None,
            on_progress: Callable[[RenderedLetter], None] | None = None) -> RenderSummary:
     """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically."""
@@ -149,12 +154,23 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     merger = campaign.merger()
     if fmt == "pdf" and renderer is None:
         renderer = PdfRenderer(ws.templates)
-    if on_start:
-        on_start(len(chosen))
-    for recipient, result in _render_each(campaign, merger, renderer, chosen, fmt):
-        summary.rendered.append(result)
-        if on_progress:
-            on_progress(result)
+    own_journal = journal is None and fmt == "pdf"
+    if own_journal:
+        journal = open_journal(ws)
+    try:
+        if on_start:
+            on_start(len(chosen))
+        for recipient, result in _render_each(campaign, merger, renderer, chosen, fmt):
+            if fmt == "pdf":
+                journal.record(campaign.letter_name, recipient.id, "rendered", sha256=result.sha256,
+                               size=result.size, pages=result.pages, reason=result.reason,
+                               file=ws.relative(result.path))
+            summary.rendered.append(result)
+            if on_progress:
+                on_progress(result)
+    finally:
+        if own_journal:
+            journal.close()
     return summary
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -79,6 +80,12 @@ class Workspace:
     @property
     def output(self) -> Path:
         return self.root / self.settings.get("campaign", "output")
+
+    @property
+    def journal_file(self) -> Path:
+        """dispatch.db in the campaign folder, or the file DISPATCH_JOURNAL names."""
+        override = os.environ.get("DISPATCH_JOURNAL")
+        return Path(override).expanduser().resolve() if override else self.root / "dispatch.db"
 
     def letter_file(self, name: str | None = None) -> Path:
         return self.letters / f"{self.letter_name(name)}.md"
