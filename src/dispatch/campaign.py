@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import DispatchError, Problem, TemplateError, ValidationFailed, WorkspaceError
+from .glyphs import FontCoverage, describe, html_text
 from .journal import Journal
 from .letters import read_letter
 from .models import Letter, Recipient, RenderedLetter
@@ -109,14 +110,19 @@ def _merge_problems(campaign: Campaign) -> list[Problem]:
         return list(exc.problems)
     seen: dict[tuple, list[Recipient]] = defaultdict(list)
     first: dict[tuple, TemplateError] = {}
+    coverage = FontCoverage(campaign.workspace.templates / "fonts")
+    problems = []
     for recipient in campaign.recipients.rows:
         try:
-            merger.html(recipient)
+            document = merger.html(recipient)
         except TemplateError as exc:
             key = (exc.problem.file, exc.problem.line, exc.problem.message.split(" (recipient")[0])
             seen[key].append(recipient)
             first.setdefault(key, exc)
-    problems = []
+            continue
+        missing = coverage.missing(html_text(document))
+        if missing:
+            problems.append(_glyph_problem(campaign, recipient, missing))
     for key, rows in seen.items():
         exc = first[key]
         message = key[2]
@@ -126,6 +132,17 @@ def _merge_problems(campaign: Campaign) -> list[Problem]:
             message = exc.problem.message
         problems.append(Problem(message, file=exc.problem.file, line=exc.problem.line, hint=exc.problem.hint))
     return problems
+
+
+def _glyph_problem(campaign: Campaign, recipient: Recipient, missing: list[str]) -> Problem:
+    hint = "add a font that has it to templates/fonts/ (and to letter.css), or write the text without it"
+    for column, value in recipient.fields.items():
+        found = [c for c in missing if c in value]
+        if found:
+            return Problem(f"no font in templates/fonts/ can draw {describe(found)}", file=campaign.recipients.file,
+                           line=recipient.line, column=column, hint=hint)
+    return Problem(f"no font in templates/fonts/ can draw {describe(missing)} (recipient {recipient.id!r})",
+                   file=f"letters/{campaign.letter.path.name}", hint=hint)
 
 
 def check(ws: Workspace, letter: str | None = None) -> tuple[Campaign, list[Problem]]:

@@ -84,6 +84,10 @@ def read_letter(path: Path, *, name: str | None = None) -> Letter:
                               hint=f"write '{key}:' on its own line, then '  - \"Name\"' lines below it")
         return tuple(v.strip() for v in value if v.strip())
 
+    for key in ("title", "subject", "place"):
+        if any(ch in text_field(key) for ch in "\r\n\x00\u2028\u2029"):
+            raise LetterError(f"'{key}' must be on one line", file=shown, line=line_of(key),
+                              hint="it becomes an email subject and a PDF title: remove the line break")
     date = meta.get("date")
     if isinstance(date, dt.datetime):
         date = date.date()

@@ -26,6 +26,7 @@ SINGLE_LINE_COLUMNS = ("id", "state", "mission", "addressee", "title", "ambassad
                        "bcc", "language", "channel", "salutation")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_CELL_CHARS = 2000
+CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 SAVE_AS_UTF8 = "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'; in LibreOffice choose the UTF-8 character set"
@@ -131,6 +132,10 @@ def check_recipients(table: RecipientTable, *, default_language: str = "en",
         for column, value in row.fields.items():
             if "\x00" in value:
                 add(row, column, "cell contains a NUL character", "remove the invisible character, or re-export the file")
+            elif CONTROL.search(value):
+                char = CONTROL.search(value).group()
+                add(row, column, f"cell contains an invisible control character (U+{ord(char):04X})",
+                    "delete it: it is often pasted in from another program")
             elif len(value) > MAX_CELL_CHARS:
                 add(row, column, f"cell has {len(value)} characters, more than {MAX_CELL_CHARS}",
                     "is a column shifted? check this row")
@@ -192,7 +197,8 @@ def _decode(data: bytes, name: str) -> str:
         except UnicodeDecodeError:
             raise RecipientsError("file starts like UTF-16 text but cannot be decoded", file=name, line=1,
                                   hint=SAVE_AS_UTF8) from None
-    if b"\x00" in data[:8192] and data.count(b"\x00") > len(data[:8192]) // 8:
+    head = data[:8192]
+    if b"\x00" in head and sum(1 for b in head if b < 9 or 13 < b < 32 or b == 127) > len(head) // 20:
         raise RecipientsError("this is a binary file, not a CSV text file", file=name, line=1,
                               hint="export the spreadsheet as CSV (" + SAVE_AS_UTF8 + ")")
     try:

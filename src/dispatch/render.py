@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import contextlib
 import os
 import re
+import signal
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +23,9 @@ from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import jinja2
+from babel.core import UnknownLocaleError
 from babel.dates import format_date
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
@@ -33,7 +37,49 @@ log = logging.getLogger(__name__)
 DEFAULT_SALUTATION = "Your Excellency,"
 # Locales used for dates where the bare language would pick a regional style that letters do not use.
 DATE_LOCALES = {"en": "en_GB"}
+# Limits that stop a template from running away: output size, arithmetic that builds huge values, time.
+MAX_OUTPUT_CHARS = 2_000_000
+TIME_BUDGET_SECONDS = 10.0
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&\"'=:;/^$%@?,])")
+
+
+class LimitedSandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, which also refuses arithmetic that would build enormous values ('x' * 10**9)."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError(f"the power {right} is too large")
+        if operator == "*":
+            for value, times in ((left, right), (right, left)):
+                if isinstance(value, str | list | tuple) and isinstance(times, int) \
+                        and len(value) * times > MAX_OUTPUT_CHARS:
+                    raise SecurityError("this repetition would make more text than a letter can hold")
+        return super().call_binop(context, operator, left, right)
+
+
+class TimeBudgetExceeded(Exception):
+    """A template ran longer than TIME_BUDGET_SECONDS."""
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float):
+    """Interrupt the enclosed code after `seconds` (main thread only; elsewhere the size limits apply)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeBudgetExceeded()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def markdown_escape(value: Any) -> Any:
@@ -50,7 +96,10 @@ def markdown_escape(value: Any) -> Any:
 
 def format_letter_date(value: dt.date | str, language: str) -> str:
     if isinstance(value, dt.date):
-        return format_date(value, format="long", locale=DATE_LOCALES.get(language, language))
+        try:
+            return format_date(value, format="long", locale=DATE_LOCALES.get(language, language))
+        except (ValueError, LookupError, UnknownLocaleError):  # an unknown language is reported by validation
+            return value.isoformat()
     return str(value)
 
 
@@ -74,12 +123,12 @@ class Merger:
         self.letter_file = letter_file
         letter = context.letter
         padded_body = "\n" * (letter.body_line - 1) + letter.body  # template lines = file lines
-        self.body_env = SandboxedEnvironment(
+        self.body_env = LimitedSandbox(
             loader=jinja2.FunctionLoader(
                 lambda name: (padded_body, letter_file, lambda: True) if name == letter_file else None),
             autoescape=False, finalize=markdown_escape, undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-        self.layout_env = SandboxedEnvironment(
+        self.layout_env = LimitedSandbox(
             loader=jinja2.FileSystemLoader(str(templates)),
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         for env in (self.body_env, self.layout_env):
@@ -134,8 +183,29 @@ class Merger:
         return self._run(self.layout_template, variables, recipient)
 
     def _run(self, template: jinja2.Template, variables: Mapping[str, Any], recipient: Recipient) -> str:
+        where = self.letter_file if template is self.body_template else f"templates/{template.name}"
         try:
-            return template.render(variables)
+            with time_budget(TIME_BUDGET_SECONDS):
+                parts, size = [], 0
+                for chunk in template.generate(variables):
+                    size += len(chunk)
+                    if size > MAX_OUTPUT_CHARS:
+                        raise TemplateError(
+                            f"the letter for recipient {recipient.id!r} grows past {MAX_OUTPUT_CHARS:,} characters",
+                            file=where, hint="look for a loop that repeats text without end")
+                    parts.append(chunk)
+                return "".join(parts)
+        except TimeBudgetExceeded:
+            raise TemplateError(f"the template ran for more than {TIME_BUDGET_SECONDS:g} s for recipient {recipient.id!r}",
+                                file=where, hint="look for a loop that never ends or repeats too often") from None
+        except SecurityError as exc:
+            file, line = self._place(exc, template)
+            raise TemplateError(f"not allowed in a template: {exc} (recipient {recipient.id!r})", file=file, line=line,
+                                hint="templates run in a sandbox: no huge values, no access to Python internals") from None
+        except jinja2.TemplateNotFound as exc:
+            file, line = self._place(exc, template)
+            raise TemplateError(f"template not found: {exc.name}", file=file, line=line,
+                                hint="templates are looked up in the workspace's templates/ folder only") from None
         except jinja2.UndefinedError as exc:
             file, line = self._place(exc, template)
             raise TemplateError(f"{exc.message} (recipient {recipient.id!r}, recipients.csv line {recipient.line})",

@@ -165,13 +165,22 @@ def read_settings(path: Path) -> Settings:
             kind = spec[0]
             if kind is int and isinstance(value, bool) or not isinstance(value, kind):
                 raise SettingsError(f"'{key}' must be {_kind_name(kind)}, not {value!r}", file=name,
-                                    line=_line_of(text, section, key))
+                                    line=_line_of(text, section, key),
+                                    hint=f"for example: {key} = {_example(kind, SCHEMA[section][key][1])}")
             values[section][key] = value
     page_size = values.get("campaign", {}).get("page_size", "A4")
     if page_size not in PAGE_SIZES:
         raise SettingsError(f"page_size must be one of {', '.join(PAGE_SIZES)}, not {page_size!r}", file=name,
-                            line=_line_of(text, "campaign", "page_size"))
+                            line=_line_of(text, "campaign", "page_size"), hint='write page_size = "A4" or page_size = "Letter"')
     return Settings(values)
+
+
+def _example(kind: type, default: Any) -> str:
+    if kind is str:
+        return f'"{default or "text"}"'
+    if kind is bool:
+        return "true" if default else "false"
+    return repr(default)
 
 
 def _kind_name(kind: type) -> str:
