@@ -83,7 +83,7 @@ class Journal:
             return JournalError("the journal is damaged or is not a dispatch journal", file=self.shown,
                                 hint="keep the file (it is the record of what was sent): restore it from a backup, "
                                      "or point DISPATCH_JOURNAL at another file")
-        if "readonly" in text or "unable to open" in text:
+        if "readonly" in text or "unable to open" in text or "disk I/O" in text or "full" in text:
             return JournalError(f"cannot write the journal ({text})", file=self.shown,
                                 hint="check that the campaign folder is writable and the disk is not full")
         return JournalError(f"journal error: {text}", file=self.shown)

@@ -287,6 +287,9 @@ class PdfRenderer:
         except FatalURLFetchingError as exc:
             raise RenderError(str(exc), file="templates/",
                               hint="templates may only use files inside templates/ (fonts, images, CSS)") from None
+        except OSError as exc:  # WeasyPrint writes fonts to the temporary folder while it works
+            raise RenderError(f"cannot render a PDF: {exc.strerror or exc}",
+                              hint="check that the disk is not full, the temporary folder (TMPDIR) included") from None
         return Pdf(data=data, pages=len(rendered.pages))
 
 
@@ -296,18 +299,26 @@ def sha256(data: bytes) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write data to path so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RenderError(f"cannot write {path.name}: {exc.strerror}", file=str(path.parent),
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = exc.strerror
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file stands where a folder should be"
+        raise RenderError(f"cannot write {path.name}: {reason}", file=str(path.parent),
                           hint="check that the output folder is writable and the disk is not full") from None
+    except BaseException:  # interrupted (Ctrl-C): leave nothing half-written behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 Progress = Callable[[Recipient, str], None]

@@ -1,0 +1,87 @@
+"""Property-based tests: whatever text a spreadsheet holds, dispatch reads it exactly or says why not,
+and renders it into the PDF or fails with a DispatchError. Nothing else escapes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+
+from dispatch import campaign
+from dispatch.errors import DispatchError
+from dispatch.recipients import TRIMMED_COLUMNS, check_recipients, read_recipients
+from tests.conftest import flat, pdf_text, row, ws
+
+COLUMNS = ["id", "state", "mission", "channel", "note"]
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=60)
+
+
+def normalised(value: str, column: str) -> str:
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return value.strip() if column in TRIMMED_COLUMNS else value
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cells=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), min_size=1, max_size=4), quote_all=st.booleans())
+def test_any_cell_reads_back_exactly_or_fails_clearly(tmp_path, cells, quote_all):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    writer.writerow(COLUMNS)
+    rows = [[f"R{i}", state, "Mission", "print", note] for i, (state, note) in enumerate(cells)]
+    writer.writerows(rows)
+    path = tmp_path / "recipients.csv"
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    try:
+        table = read_recipients(path)
+        problems = check_recipients(table)
+    except DispatchError as exc:
+        assert str(exc).startswith("recipients.csv")
+        return
+    assert all(str(p).startswith("recipients.csv:") for p in problems)
+    read = {r.id: r for r in table.rows}
+    for values in rows:
+        if values[0] in read:
+            recipient = read[values[0]]
+            for column, value in zip(COLUMNS, values):
+                assert recipient.get(column) == normalised(value, column)
+
+
+def printable(char: str) -> bool:
+    """Characters whose extracted text is the character itself: no marks, no right-to-left, no
+    compatibility forms (which PDF text extraction decomposes)."""
+    return (unicodedata.category(char)[0] in "LNPSZ" and unicodedata.bidirectional(char) not in ("R", "AL", "AN")
+            and unicodedata.normalize("NFKC", char) == char and unicodedata.category(char) not in ("Zl", "Zp"))
+
+
+PRINTABLE_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs", "Cc", "Cf", "Co", "Cn", "M")).filter(printable),
+                         min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(state=PRINTABLE_TEXT)
+def test_any_name_is_in_the_pdf_or_refused_clearly(make_workspace, state):
+    folder = make_workspace([{**row("NA", "Namibia"), "state": state}])
+    try:
+        summary = campaign.render(ws(folder))
+    except DispatchError as exc:
+        assert "recipients.csv:2" in str(exc) or "letters/letter.md" in str(exc), str(exc)
+        event("refused")
+        return
+    event("rendered")
+    text = flat(pdf_text(summary.rendered[0].path))
+    assert flat(state) in text
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=ANY_TEXT, mission=ANY_TEXT, salutation=ANY_TEXT)
+def test_any_cells_merge_or_fail_with_a_dispatch_error(make_workspace, state, mission, salutation):
+    folder = make_workspace([{**row("NA", "Namibia"), "state": state, "mission": mission, "salutation": salutation}])
+    try:
+        problems = campaign.validate(ws(folder))
+    except DispatchError:
+        return
+    for problem in problems:
+        assert problem.file and problem.message
