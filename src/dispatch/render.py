@@ -17,7 +17,7 @@ import re
 import signal
 import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
@@ -128,25 +128,12 @@ class Merger:
                 lambda name: (padded_body, letter_file, lambda: True) if name == letter_file else None),
             autoescape=False, finalize=markdown_escape, undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-        self.layout_env = LimitedSandbox(
-            loader=jinja2.FileSystemLoader(str(templates)),
-            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        for env in (self.body_env, self.layout_env):
-            env.filters["date"] = lambda value, language="en": format_letter_date(value, language)
+        self.body_env.filters["date"] = _date_filter
+        self.layout_env = layout_environment(templates)
         self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": False})
-        self.body_template = self._load(self.body_env, letter_file, letter_file)
-        self.layout_template = self._load(self.layout_env, letter.template, f"templates/{letter.template}")
-
-    def _load(self, env: SandboxedEnvironment, name: str, shown: str) -> jinja2.Template:
-        try:
-            return env.get_template(name)
-        except jinja2.TemplateSyntaxError as exc:
-            where = f"templates/{exc.name}" if exc.name and exc.name != self.letter_file else shown
-            raise TemplateError(f"template syntax error: {exc.message}", file=where, line=exc.lineno,
-                                hint="check the {{ }} and {% %} pairs near this line") from None
-        except jinja2.TemplateNotFound as exc:
-            raise TemplateError(f"template not found: {exc.name}", file=shown,
-                                hint="templates are looked up in the workspace's templates/ folder only") from None
+        self.body_template = load_template(self.body_env, letter_file, letter_file, letter_file=letter_file)
+        self.layout_template = load_template(self.layout_env, letter.template, f"templates/{letter.template}",
+                                             letter_file=letter_file)
 
     def variables(self, recipient: Recipient) -> dict[str, Any]:
         ctx = self.context
@@ -185,16 +172,8 @@ class Merger:
     def _run(self, template: jinja2.Template, variables: Mapping[str, Any], recipient: Recipient) -> str:
         where = self.letter_file if template is self.body_template else f"templates/{template.name}"
         try:
-            with time_budget(TIME_BUDGET_SECONDS):
-                parts, size = [], 0
-                for chunk in template.generate(variables):
-                    size += len(chunk)
-                    if size > MAX_OUTPUT_CHARS:
-                        raise TemplateError(
-                            f"the letter for recipient {recipient.id!r} grows past {MAX_OUTPUT_CHARS:,} characters",
-                            file=where, hint="look for a loop that repeats text without end")
-                    parts.append(chunk)
-                return "".join(parts)
+            return generate_limited(template, variables, where=where,
+                                    too_long=f"the letter for recipient {recipient.id!r} grows past {MAX_OUTPUT_CHARS:,} characters")
         except TimeBudgetExceeded:
             raise TemplateError(f"the template ran for more than {TIME_BUDGET_SECONDS:g} s for recipient {recipient.id!r}",
                                 file=where, hint="look for a loop that never ends or repeats too often") from None
@@ -220,14 +199,82 @@ class Merger:
                                 file=file, line=line, hint="look for a loop or recursion that never ends") from None
 
     def _place(self, exc: BaseException, template: jinja2.Template) -> tuple[str, int | None]:
-        """The template file and line where exc was raised (Jinja2 rewrites tracebacks to template lines)."""
-        for frame, line in reversed(list(traceback.walk_tb(exc.__traceback__))):
-            filename = frame.f_code.co_filename
-            if filename == self.letter_file:
-                return self.letter_file, line
-            if filename.startswith(str(self.templates)):
-                return "templates/" + os.path.relpath(filename, self.templates), line
-        return (self.letter_file if template is self.body_template else f"templates/{template.name}"), None
+        fallback = self.letter_file if template is self.body_template else f"templates/{template.name}"
+        return template_place(exc, self.templates, fallback, letter_file=self.letter_file)
+
+
+def _date_filter(value: Any, language: str = "en") -> str:
+    return format_letter_date(value, language)
+
+
+def generate_limited(template: jinja2.Template, variables: Mapping[str, Any], *, where: str, too_long: str) -> str:
+    """The template's output, within the size and time limits (TimeBudgetExceeded when it runs too long)."""
+    with time_budget(TIME_BUDGET_SECONDS):
+        parts, size = [], 0
+        for chunk in template.generate(variables):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateError(too_long, file=where, hint="look for a loop that repeats text without end")
+            parts.append(chunk)
+        return "".join(parts)
+
+
+def layout_environment(templates: Path) -> SandboxedEnvironment:
+    """The sandboxed, HTML-escaping, strict Jinja2 environment for the files in templates/."""
+    env = LimitedSandbox(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
+                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["date"] = _date_filter
+    return env
+
+
+def load_template(env: SandboxedEnvironment, name: str, shown: str, *, letter_file: str | None = None) -> jinja2.Template:
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"templates/{exc.name}" if exc.name and exc.name != letter_file else shown
+        raise TemplateError(f"template syntax error: {exc.message}", file=where, line=exc.lineno,
+                            hint="check the {{ }} and {% %} pairs near this line") from None
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template not found: {exc.name}", file=shown,
+                            hint="templates are looked up in the workspace's templates/ folder only") from None
+
+
+def template_place(exc: BaseException, templates: Path, fallback: str, *,
+                   letter_file: str | None = None) -> tuple[str, int | None]:
+    """The template file and line where exc was raised (Jinja2 rewrites tracebacks to template lines)."""
+    for frame, line in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        filename = frame.f_code.co_filename
+        if letter_file and filename == letter_file:
+            return letter_file, line
+        if filename.startswith(str(templates)):
+            return "templates/" + os.path.relpath(filename, templates), line
+    return fallback, None
+
+
+class Layouts:
+    """The workspace's other layouts (envelopes, labels, manifest): templates/<name>, sandboxed like the letter."""
+
+    def __init__(self, templates: Path) -> None:
+        self.templates = templates
+        self.env = layout_environment(templates)
+
+    def html(self, name: str, variables: Mapping[str, Any]) -> str:
+        shown = f"templates/{name}"
+        template = load_template(self.env, name, shown)
+        try:
+            return generate_limited(template, variables, where=shown,
+                                    too_long=f"{shown} grows past {MAX_OUTPUT_CHARS:,} characters")
+        except TimeBudgetExceeded:
+            raise TemplateError(f"the template ran for more than {TIME_BUDGET_SECONDS:g} s", file=shown,
+                                hint="look for a loop that never ends or repeats too often") from None
+        except jinja2.UndefinedError as exc:
+            file, line = template_place(exc, self.templates, shown)
+            raise TemplateError(exc.message or "undefined name", file=file, line=line,
+                                hint="use only the variables listed at the top of the template") from None
+        except (jinja2.TemplateError, SecurityError, RecursionError, MemoryError, OverflowError) as exc:
+            file, line = template_place(exc, self.templates, shown)
+            raise TemplateError(f"{type(exc).__name__}: {exc}", file=file, line=line,
+                                hint="templates run in a sandbox: no huge values, no access to Python internals") from None
 
 
 def confined_fetcher(root: Path):
@@ -256,10 +303,16 @@ def confined_fetcher(root: Path):
     return ConfinedFetcher(allowed_protocols=("file", "data"), timeout=1, fail_on_errors=True)
 
 
+MM_PER_PX = 25.4 / 96
+
+
 @dataclass(frozen=True)
 class Pdf:
     data: bytes
     pages: int
+    # Where each element with an id landed: id -> (page index, left, top, right, bottom), its border box in mm
+    # from the page's top-left corner.
+    anchors: Mapping[str, tuple[int, float, float, float, float]] = field(default_factory=dict)
 
 
 class PdfRenderer:
@@ -290,7 +343,9 @@ class PdfRenderer:
         except OSError as exc:  # WeasyPrint writes fonts to the temporary folder while it works
             raise RenderError(f"cannot render a PDF: {exc.strerror or exc}",
                               hint="check that the disk is not full, the temporary folder (TMPDIR) included") from None
-        return Pdf(data=data, pages=len(rendered.pages))
+        anchors = {name: (index, *(value * MM_PER_PX for value in box))
+                   for index, page in enumerate(rendered.pages) for name, box in page.anchors.items()}
+        return Pdf(data=data, pages=len(rendered.pages), anchors=anchors)
 
 
 def sha256(data: bytes) -> str:
