@@ -30,6 +30,30 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "email": (str, ""),
         "reply_to": (str, ""),
     },
+    # The print run (dispatch print). Label sizes in mm; 0 means "take it from the chosen label sheet".
+    "print": {
+        "duplex": (bool, False),
+        "envelope": (str, "DL"),
+        "order": (str, "state"),
+        "window": (bool, False),
+        "labels": (str, "3x7"),
+        "label_columns": (int, 0),
+        "label_rows": (int, 0),
+        "label_width_mm": (float, 0.0),
+        "label_height_mm": (float, 0.0),
+        "label_top_mm": (float, -1.0),
+        "label_left_mm": (float, -1.0),
+        "label_column_gap_mm": (float, -1.0),
+        "label_row_gap_mm": (float, -1.0),
+        "label_padding_mm": (float, 4.0),
+    },
+}
+# Settings that take one of a few words.
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("campaign", "page_size"): PAGE_SIZES,
+    ("print", "envelope"): ("DL", "C5", "C4"),
+    ("print", "order"): ("state", "group", "csv"),
+    ("print", "labels"): ("3x7", "3x8"),
 }
 
 
@@ -163,15 +187,19 @@ def read_settings(path: Path) -> Settings:
                                     hint=_suggest(key, SCHEMA[section], "setting")
                                     or f"known settings: {', '.join(SCHEMA[section])}")
             kind = spec[0]
-            if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # 70 means 70.0 mm
+            if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
                 raise SettingsError(f"'{key}' must be {_kind_name(kind)}, not {value!r}", file=name,
                                     line=_line_of(text, section, key),
                                     hint=f"for example: {key} = {_example(kind, SCHEMA[section][key][1])}")
             values[section][key] = value
-    page_size = values.get("campaign", {}).get("page_size", "A4")
-    if page_size not in PAGE_SIZES:
-        raise SettingsError(f"page_size must be one of {', '.join(PAGE_SIZES)}, not {page_size!r}", file=name,
-                            line=_line_of(text, "campaign", "page_size"), hint='write page_size = "A4" or page_size = "Letter"')
+    for (section, key), allowed in CHOICES.items():
+        value = values.get(section, {}).get(key, SCHEMA[section][key][1])
+        if value not in allowed:
+            raise SettingsError(f"{key} must be one of {', '.join(allowed)}, not {value!r}", file=name,
+                                line=_line_of(text, section, key),
+                                hint="write " + " or ".join(f'{key} = "{choice}"' for choice in allowed))
     return Settings(values)
 
 
