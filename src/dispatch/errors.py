@@ -90,3 +90,7 @@ class ValidationFailed(DispatchError):
     @property
     def problems(self) -> list[Problem]:
         return self._problems
+
+
+class PrintError(DispatchError):
+    """The print run cannot be made: a missing address, an address that does not fit, a wrong print setting."""
