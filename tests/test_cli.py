@@ -125,3 +125,42 @@ def test_skeleton_templates_match_the_sample_campaign():
     assert names == sorted(p.relative_to(skeleton).as_posix() for p in skeleton.rglob("*") if p.is_file())
     for name in names:
         assert (sample / name).read_bytes() == (skeleton / name).read_bytes(), name
+
+
+def test_print_writes_the_bundle_and_says_what_is_in_it(make_workspace):
+    folder = make_workspace([row("NA", "Namibia", address="135 East 36th Street\nNew York, NY 10016"),
+                             row("KE", "Kenya", address="866 UN Plaza\nNew York, NY 10017"), row("AL", "Albania")])
+    result = run("-C", str(folder), "print", "--duplex", "--allow-missing-address", "--envelope", "C5")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        "letters.pdf: 3 letter(s), 6 page(s) (with 3 blank back(s) for duplex), by state",
+        "envelopes.pdf: 2 C5 envelope(s)",
+        "labels.pdf: 2 label(s) on 1 sheet(s) of 3 x 7",
+        "manifest.pdf, manifest.csv: the courier's checklist, by building",
+    ]
+    assert lines[4].startswith("written to out/letter/print/ in ")
+    assert lines[4].endswith(" s; after delivery: dispatch mark ID --delivered --by NAME")
+    assert result.stderr == "warning: no envelope or label for 1 recipient(s) without a postal address: AL\n"
+
+
+def test_print_usage_errors(make_workspace):
+    folder = make_workspace([row("NA", "Namibia", address="1 Main Street")])
+    result = run("-C", str(folder), "print", "--envelope", "C6")
+    assert (result.exit_code, result.stderr) == (1, "error: unknown envelope 'C6'\n  hint: use one of DL, C5, C4\n")
+    result = run("-C", str(folder), "print", "--order", "size")
+    assert (result.exit_code, result.stderr) == (1, "error: unknown order 'size'\n  hint: use one of state, group, csv\n")
+    assert not (folder / "out").exists()
+
+
+def test_print_refuses_the_sample_campaign_listing_missing_addresses(sample):
+    result = run("-C", str(sample), "print")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 112  # 124 letters to print, 12 with an address
+    assert errors[0] == "error: recipients.csv:5: address: Albania (AL) is to be printed but has no postal address"
+    assert lines[-1] == ("  hint: 112 recipient(s) to be printed have no postal address: add them to recipients.csv, "
+                         "or run dispatch print --allow-missing-address to print their letters without envelopes or labels")
+    assert not (sample / "out").exists()
+    assert run("-C", str(sample), "validate").exit_code == 0  # for validate, a missing address stays a warning

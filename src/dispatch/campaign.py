@@ -5,7 +5,9 @@ Collaborators (the PDF renderer, a progress callback) are passed in, so tests ca
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,13 +15,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import DispatchError, Problem, TemplateError, ValidationFailed, WorkspaceError
+from . import printing
+from .errors import DispatchError, PrintError, Problem, TemplateError, ValidationFailed, WorkspaceError
 from .glyphs import FontCoverage, describe, html_text
-from .journal import Journal
+from .journal import Event, Journal
 from .letters import read_letter
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import MergeContext, Merger, PdfRenderer, sha256, write_atomic
+from .render import Layouts, MergeContext, Merger, PdfRenderer, sha256, write_atomic
 from .workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -256,3 +259,181 @@ def init(destination: Path) -> list[Path]:
         if path.is_file():
             created.append(path)
     return created
+
+
+# --- the print run -----------------------------------------------------------------------------------------
+
+@dataclass
+class PrintSummary:
+    letter: str
+    folder: Path
+    options: printing.PrintOptions
+    bundle: printing.PrintBundle
+    files: list[Path] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def print_run(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None,
+              order: str | None = None, duplex: bool | None = None, envelope: str | None = None,
+              allow_missing_address: bool = False, renderer: PdfRenderer | None = None,
+              journal: Journal | None = None, on_start: Callable[[int], None] | None = None,
+              on_progress: Callable[[RenderedLetter], None] | None = None) -> PrintSummary:
+    """Render the letters to be printed, then write out/<letter>/print/: letters, envelopes, labels, manifest.
+
+    Everything is checked first (settings, recipients, addresses, the window when [print] window = true) and
+    the files are made in memory, so a refused run writes nothing into print/.
+    """
+    options = printing.print_options(ws.settings.section("print"), envelope=envelope, order=order, duplex=duplex)
+    loaded, warnings = check(ws, letter)
+    chosen = _print_recipients(loaded.recipients, only)
+    missing = printing.missing_addresses(chosen, loaded.recipients.file)
+    if missing and not allow_missing_address:
+        missing[-1] = Problem(missing[-1].message, file=missing[-1].file, line=missing[-1].line, column="address",
+                              hint=f"{len(missing)} recipient(s) to be printed have no postal address: add them to "
+                                   f"{loaded.recipients.file}, or run dispatch print --allow-missing-address to print "
+                                   "their letters without envelopes or labels")
+        raise ValidationFailed(missing)
+    ordered = printing.order_recipients(chosen, options.order)
+    renderer = renderer or PdfRenderer(ws.templates)
+    rendered = render(ws, letter=letter, only=[r.id for r in ordered], renderer=renderer, journal=journal,
+                      on_start=on_start, on_progress=on_progress)
+    paths = {result.recipient_id: result.path for result in rendered.rendered}
+    items = [printing.PrintItem(number, r, paths[r.id]) for number, r in enumerate(ordered, start=1)]
+    if options.window:
+        _check_windows(items, options.envelope, loaded.recipients.file)
+    bundle = printing.build(items, options, layouts=Layouts(ws.templates), renderer=renderer,
+                            sender=ws.settings.section("sender"), title=loaded.letter.title or loaded.letter_name,
+                            today=dt.date.today().isoformat())
+    folder = loaded.output_dir / "print"
+    summary = PrintSummary(loaded.letter_name, folder, options, bundle, warnings=warnings)
+    for stale in ("envelopes.pdf", "labels.pdf"):
+        if stale not in bundle.files:
+            (folder / stale).unlink(missing_ok=True)  # no one has an address: an old file would mislead
+    for name, data in bundle.files.items():
+        write_atomic(folder / name, data)
+        summary.files.append(folder / name)
+    return summary
+
+
+def _print_recipients(table: RecipientTable, only: list[str] | None) -> list[Recipient]:
+    chosen = table.select(only)
+    if only:
+        for r in chosen:
+            if not r.wants_print:
+                raise PrintError(f"{r.state} ({r.id}) is not to be printed: its channel is {r.channel!r}",
+                                 file=table.file, line=r.line, column="channel",
+                                 hint="set the channel to 'print' or 'both' to print this letter")
+        return chosen
+    chosen = [r for r in chosen if r.wants_print]
+    if not chosen:
+        raise PrintError("no recipient is to be printed", file=table.file, column="channel",
+                         hint="set the channel of the recipients to print to 'print' or 'both'")
+    return chosen
+
+
+def _check_windows(items: list[printing.PrintItem], envelope: printing.Envelope, file: str) -> None:
+    problems = []
+    for item in items:
+        reason = printing.window_problem(printing.address_boxes(item.letter_pdf, item.lines), envelope)
+        if reason:
+            problems.append(Problem(f"{item.recipient.state} ({item.recipient.id}): {reason}", file=file,
+                                    line=item.recipient.line, column="address",
+                                    hint="shorten the address, choose another envelope (--envelope), or set "
+                                         "[print] window = false and use the printed envelopes"))
+    if problems:
+        raise ValidationFailed(problems)
+
+
+# --- hand delivery -----------------------------------------------------------------------------------------
+
+DELIVERY_KINDS = ("delivered", "delivery-withdrawn")
+_LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?$")
+
+
+def parse_delivery_time(text: str | None, *, now: dt.datetime | None = None) -> dt.datetime:
+    """ISO 8601 date and time ('2026-11-28T14:30' or '2026-11-28 14:30'), local unless it has an offset."""
+    now = now or dt.datetime.now().astimezone()
+    if text is None:
+        return now.replace(microsecond=0)
+    hint = "write the date and time as 2026-11-28T14:30 or \"2026-11-28 14:30\" (local time)"
+    if not _LOCAL_TIME.match(text.strip()):
+        raise DispatchError(f"--at: {text!r} is not a date and time", hint=hint)
+    try:
+        moment = dt.datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise DispatchError(f"--at: {text!r} is not a valid date and time ({exc})", hint=hint) from None
+    moment = moment.astimezone() if moment.tzinfo is None else moment
+    if moment > now + dt.timedelta(minutes=5):
+        raise DispatchError(f"--at: {text!r} is in the future", hint="give the time the letter was handed over")
+    return moment
+
+
+@dataclass(frozen=True)
+class Delivery:
+    recipient: Recipient
+    event: Event
+
+
+def deliveries(journal: Journal, letter: str) -> dict[str, Event]:
+    """The standing 'delivered' event of each recipient (a withdrawn mark does not stand)."""
+    latest = journal.latest(letter, DELIVERY_KINDS)
+    return {rid: event for rid, event in latest.items() if event.kind == "delivered"}
+
+
+def mark_delivered(ws: Workspace, ids: list[str], *, letter: str | None = None, by: str | None = None,
+                   at: str | None = None, note: str | None = None, undo: bool = False,
+                   journal: Journal | None = None) -> list[Delivery]:
+    """Record (or, with undo, withdraw) the hand delivery of each recipient; all of them or none."""
+    loaded = load(ws, letter)
+    chosen = loaded.recipients.select(ids)
+    moment = None if undo else parse_delivery_time(at)
+    own = journal is None
+    journal = journal or open_journal(ws)
+    try:
+        standing = deliveries(journal, loaded.letter_name)
+        for r in chosen:
+            if undo and r.id not in standing:
+                raise DispatchError(f"{r.state} ({r.id}) is not marked delivered", file=ws.relative(journal.path),
+                                    hint="nothing to withdraw; see dispatch status")
+            if not undo and r.id in standing:
+                when = standing[r.id].data.get("delivered_at", standing[r.id].at)
+                raise DispatchError(f"{r.state} ({r.id}) is already marked delivered ({when})",
+                                    file=ws.relative(journal.path),
+                                    hint=f"to correct it, withdraw the mark first: dispatch mark {r.id} --delivered --undo")
+        data: dict = {}
+        if undo:
+            kind = "delivery-withdrawn"
+        else:
+            kind = "delivered"
+            data["delivered_at"] = moment.isoformat(timespec="minutes")
+            if by:
+                data["by"] = by
+        if note:
+            data["note"] = note
+        journal.record_many([(loaded.letter_name, r.id, kind, data) for r in chosen])
+        recorded = journal.latest(loaded.letter_name, DELIVERY_KINDS)
+        return [Delivery(r, recorded[r.id]) for r in chosen]
+    finally:
+        if own:
+            journal.close()
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    recipient: Recipient
+    delivered: Event | None
+
+
+def status(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None,
+           journal: Journal | None = None) -> tuple[str, list[StatusRow]]:
+    """Each recipient with its hand-delivery mark, in file order."""
+    loaded = load(ws, letter)
+    chosen = loaded.recipients.select(only)
+    own = journal is None
+    journal = journal or open_journal(ws)
+    try:
+        standing = deliveries(journal, loaded.letter_name)
+    finally:
+        if own:
+            journal.close()
+    return loaded.letter_name, [StatusRow(r, standing.get(r.id)) for r in chosen]

@@ -177,5 +177,88 @@ def preview(recipient: Annotated[str, typer.Argument(help="Recipient id, e.g. NA
         out.print(ws.relative(page), markup=False)
 
 
+@app.command(name="print")
+@handle_errors
+def print_(letter: LetterOption = None, only: OnlyOption = None,
+           order: Annotated[Optional[str], typer.Option("--order", help="state (default), group (regional group, then state) or csv (file order); default: [print] order.", show_default=False)] = None,
+           duplex: Annotated[Optional[bool], typer.Option("--duplex/--simplex", help="Printing on both sides: add a blank back so every letter starts on a new sheet (default: [print] duplex).", show_default=False)] = None,
+           envelope: Annotated[Optional[str], typer.Option("--envelope", help="DL, C5 or C4 (default: [print] envelope).", show_default=False)] = None,
+           allow_missing_address: Annotated[bool, typer.Option("--allow-missing-address", help="Print the letters of recipients without a postal address too (they get no envelope or label).")] = False) -> None:
+    """Make the print run for hand delivery: letters, envelopes, labels and the courier's manifest."""
+    ws = _workspace()
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task("rendering", total=None, rate="")
+        summary = campaign.print_run(ws, letter=letter, only=only, order=order, duplex=duplex, envelope=envelope,
+                                     allow_missing_address=allow_missing_address,
+                                     on_start=lambda total: progress.update(task, total=total),
+                                     on_progress=lambda result: progress.update(task, advance=1))
+    bundle, options = summary.bundle, summary.options
+    if not state.quiet:
+        for warning in summary.warnings:
+            if warning.column != "address":  # the print run reports missing addresses itself, below
+                _print_problem(warning)
+    where = ws.relative(summary.folder)
+    blanks = f" (with {bundle.blank_pages} blank back(s) for duplex)" if options.duplex else ""
+    out.print(f"letters.pdf: {bundle.letters} letter(s), {bundle.pages} page(s){blanks}, by {options.order}", markup=False)
+    if bundle.envelopes:
+        out.print(f"envelopes.pdf: {bundle.envelopes} {options.envelope.name} envelope(s)", markup=False)
+        out.print(f"labels.pdf: {bundle.labels} label(s) on {bundle.label_sheets} sheet(s) of "
+                  f"{options.labels.columns} x {options.labels.rows}", markup=False)
+    out.print(f"manifest.pdf, manifest.csv: the courier's checklist, by building", markup=False)
+    if bundle.without_address:
+        ids = ", ".join(r.id for r in bundle.without_address)
+        err.print(f"warning: no envelope or label for {len(bundle.without_address)} recipient(s) without a postal "
+                  f"address: {ids}", markup=False)
+    out.print(f"written to {where}/ in {time.monotonic() - started:.1f} s; "
+              "after delivery: dispatch mark ID --delivered --by NAME", markup=False)
+
+
+@app.command()
+@handle_errors
+def mark(ids: Annotated[list[str], typer.Argument(help="Recipient ids, e.g. NA FR.", show_default=False)],
+         delivered: Annotated[bool, typer.Option("--delivered", help="Record that the letter was delivered by hand.")] = False,
+         by: Annotated[Optional[str], typer.Option("--by", help="Who received it (or who delivered it).")] = None,
+         at: Annotated[Optional[str], typer.Option("--at", help="When, local time: 2026-11-28T14:30 (default: now).")] = None,
+         note: Annotated[Optional[str], typer.Option("--note", help="Anything worth keeping with the mark.")] = None,
+         undo: Annotated[bool, typer.Option("--undo", help="Withdraw a mistaken mark.")] = False,
+         letter: LetterOption = None) -> None:
+    """Record in the journal that letters were delivered by hand (or withdraw the mark with --undo)."""
+    if not delivered:
+        err.print("error: say what to record: dispatch mark ID --delivered", markup=False)
+        raise typer.Exit(2)
+    ws = _workspace()
+    marks = campaign.mark_delivered(ws, ids, letter=letter, by=by, at=at, note=note, undo=undo)
+    for item in marks:
+        r = item.recipient
+        if undo:
+            out.print(f"{r.id}: delivery mark withdrawn ({r.state})", markup=False)
+        else:
+            out.print(f"{r.id}: delivered {_delivered_text(item.event)} ({r.state})", markup=False)
+
+
+def _delivered_text(event) -> str:
+    when = event.data.get("delivered_at", event.at).replace("T", " ")[:16]
+    return when + (f" to {event.data['by']}" if event.data.get("by") else "")
+
+
+@app.command()
+@handle_errors
+def status(letter: LetterOption = None, only: OnlyOption = None) -> None:
+    """Show each recipient's channel and hand delivery, from the journal."""
+    ws = _workspace()
+    name, rows = campaign.status(ws, letter=letter, only=only)
+    width = max([2] + [len(row.recipient.id) for row in rows])
+    state_width = min(32, max([5] + [len(row.recipient.state) for row in rows]))
+    out.print(f"{'id':<{width}}  {'state':<{state_width}}  {'channel':<7}  hand delivery", markup=False)
+    for row in rows:
+        r = row.recipient
+        delivered = f"delivered {_delivered_text(row.delivered)}" if row.delivered else ("-" if not r.wants_print else "not yet")
+        out.print(f"{r.id:<{width}}  {r.state[:state_width]:<{state_width}}  {r.channel:<7}  {delivered}", markup=False)
+    done = sum(1 for row in rows if row.delivered)
+    to_print = sum(1 for row in rows if row.recipient.wants_print)
+    out.print(f"letter '{name}': {done} of {to_print} letter(s) to print delivered by hand", markup=False)
+
+
 def run() -> None:
     app()
