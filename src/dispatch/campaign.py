@@ -23,7 +23,7 @@ from .letters import read_letter
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
 from .render import Layouts, MergeContext, Merger, PdfRenderer, sha256, write_atomic
-from .workspace import Workspace
+from .workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,45 @@ def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
     return Preview(result.path, images)
 
 
+@dataclass(frozen=True)
+class WatchEvent:
+    """One round of `preview --watch`: what changed, and the new preview or the error it caused."""
+
+    changed: tuple[str, ...]
+    seconds: float
+    preview: Preview | None = None
+    error: DispatchError | None = None
+
+
+def watch_preview(root: Path, recipient_id: str, *, letter: str | None = None,
+                  on_event: Callable[[WatchEvent], None], stop_event=None) -> None:
+    """Preview one letter, then again each time the letter, a template, the settings or the CSV changes.
+
+    Runs until stop_event is set (or Ctrl-C). An error in an edited file is reported and watching goes on.
+    """
+    import time
+
+    import watchfiles
+
+    def once(changed: tuple[str, ...]) -> None:
+        started = time.monotonic()
+        try:
+            ws = open_workspace(root)
+            result = preview(ws, recipient_id, letter=letter)
+            on_event(WatchEvent(changed, time.monotonic() - started, preview=result))
+        except DispatchError as exc:
+            on_event(WatchEvent(changed, time.monotonic() - started, error=exc))
+
+    once(())
+    ws = open_workspace(root)
+    watched = [p for p in (ws.letters, ws.templates, ws.root / "dispatch.toml", ws.recipients_file) if p.exists()]
+    for changes in watchfiles.watch(*watched, stop_event=stop_event, debounce=150, step=50,
+                                    raise_interrupt=False):
+        names = tuple(sorted({ws.relative(Path(path)) for _, path in changes if not Path(path).name.startswith(".")}))
+        if names:
+            once(names)
+
+
 def init(destination: Path) -> list[Path]:
     """Create a new, working campaign folder from the skeleton shipped with dispatch."""
     destination = destination.expanduser()
@@ -437,3 +476,37 @@ def status(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
         if own:
             journal.close()
     return loaded.letter_name, [StatusRow(r, standing.get(r.id)) for r in chosen]
+@dataclass(frozen=True)
+class ProofResult:
+    sheet: Path
+    report: Path
+    letters: int
+    sheet_pages: int
+
+
+def proof(ws: Workspace, *, letter: str | None = None, renderer: PdfRenderer | None = None,
+          on_progress: Callable[[str], None] | None = None) -> ProofResult:
+    """Render what is not current, then write out/<letter>/proof.pdf (page 1 of every letter, 12 to a
+    page) and out/<letter>/proof.txt (the fields merged into each letter and the lines that differ)."""
+    from .proof import ProofItem, report_text, sheet_html, text_lines, thumbnail_png
+
+    renderer = renderer or PdfRenderer(ws.templates)
+    render(ws, letter=letter, renderer=renderer)
+    current = load(ws, letter)
+    merger = current.merger()
+    fields = merger.used_fields()
+    items, thumbnails = [], []
+    for recipient in current.recipients.rows:
+        pdf = current.output_dir / f"{recipient.id}.pdf"
+        png, pages = thumbnail_png(pdf)
+        thumbnails.append(png)
+        items.append(ProofItem(recipient.id, recipient.state, pdf, pages, text_lines(merger.html(recipient)),
+                               tuple((name, recipient.get(name)) for name in fields)))
+        if on_progress:
+            on_progress(recipient.id)
+    sheet = renderer.render(sheet_html(current.letter_name, items, thumbnails, ws.settings.page_size))
+    sheet_path = current.output_dir / "proof.pdf"
+    report_path = current.output_dir / "proof.txt"
+    write_atomic(sheet_path, sheet.data)
+    write_atomic(report_path, report_text(current.letter_name, items).encode("utf-8"))
+    return ProofResult(sheet_path, report_path, len(items), sheet.pages)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -168,13 +169,46 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
 
 @app.command()
 @handle_errors
-def preview(recipient: Annotated[str, typer.Argument(help="Recipient id, e.g. NA.")], letter: LetterOption = None) -> None:
+def preview(recipient: Annotated[str, typer.Argument(help="Recipient id, e.g. NA.")], letter: LetterOption = None,
+            open_: Annotated[bool, typer.Option("--open", help="Open the PDF with this computer's PDF viewer.")] = False,
+            watch: Annotated[bool, typer.Option("--watch", help="Render again whenever the letter, a template, "
+                                                "dispatch.toml or recipients.csv changes (Ctrl-C to stop).")] = False) -> None:
     """Render one recipient's letter and a PNG image of each page."""
     ws = _workspace()
-    result = campaign.preview(ws, recipient, letter=letter)
-    out.print(ws.relative(result.pdf), markup=False)
-    for page in result.pages:
-        out.print(ws.relative(page), markup=False)
+    if not watch:
+        result = campaign.preview(ws, recipient, letter=letter)
+        out.print(ws.relative(result.pdf), markup=False)
+        for page in result.pages:
+            out.print(ws.relative(page), markup=False)
+        if open_:
+            _open_viewer(ws, result.pdf)
+        return
+    opened = False
+
+    def on_event(event: campaign.WatchEvent) -> None:
+        nonlocal opened
+        because = f" ({', '.join(event.changed)} changed)" if event.changed else ""
+        if event.error is not None:
+            for problem in event.error.problems:
+                _print_problem(problem)
+            err.print(f"not rendered{because}; fix the file and save it again", markup=False)
+            return
+        out.print(f"rendered {ws.relative(event.preview.pdf)} in {event.seconds:.1f} s{because}", markup=False)
+        if open_ and not opened:
+            opened = True
+            _open_viewer(ws, event.preview.pdf)
+
+    err.print(f"watching {ws.relative(ws.letters)}/, {ws.relative(ws.templates)}/, dispatch.toml and "
+              f"{ws.relative(ws.recipients_file)}; press Ctrl-C to stop", markup=False)
+    campaign.watch_preview(ws.root, recipient, letter=letter, on_event=on_event)
+
+
+def _open_viewer(ws: Workspace, pdf: Path) -> None:
+    """Hand the PDF to the desktop's viewer (xdg-open, open or the Windows shell), when there is one."""
+    if sys.platform.startswith("win") or shutil.which("open" if sys.platform == "darwin" else "xdg-open"):
+        typer.launch(str(pdf))
+    else:
+        err.print(f"no PDF viewer found on this computer; open {ws.relative(pdf)} yourself", markup=False)
 
 
 @app.command(name="print")
@@ -258,6 +292,16 @@ def status(letter: LetterOption = None, only: OnlyOption = None) -> None:
     done = sum(1 for row in rows if row.delivered)
     to_print = sum(1 for row in rows if row.recipient.wants_print)
     out.print(f"letter '{name}': {done} of {to_print} letter(s) to print delivered by hand", markup=False)
+@app.command()
+@handle_errors
+def proof(letter: LetterOption = None) -> None:
+    """Write a proof sheet (page 1 of every letter, 12 to a page) and a report of what differs between letters."""
+    ws = _workspace()
+    with _progress() as progress:
+        task = progress.add_task("proof sheet", total=None, rate="")
+        result = campaign.proof(ws, letter=letter, on_progress=lambda _id: progress.update(task, advance=1))
+    out.print(f"{ws.relative(result.sheet)}: {result.letters} letters on {result.sheet_pages} page(s)", markup=False)
+    out.print(f"{ws.relative(result.report)}: the fields merged into each letter and the lines that differ", markup=False)
 
 
 def run() -> None:

@@ -135,6 +135,18 @@ class Merger:
         self.layout_template = load_template(self.layout_env, letter.template, f"templates/{letter.template}",
                                              letter_file=letter_file)
 
+    def used_fields(self) -> tuple[str, ...]:
+        """The CSV columns the letter and its layout refer to, in the order of the CSV."""
+        from jinja2 import meta
+
+        names: set[str] = set()
+        for env, template in ((self.body_env, self.body_template), (self.layout_env, self.layout_template)):
+            source = env.loader.get_source(env, template.name)[0]
+            names |= meta.find_undeclared_variables(env.parse(source))
+            names |= set(re.findall(r"recipient(?:\.(\w+)|\[\s*['\"](\w+)['\"]\s*\])", source) and
+                         [a or b for a, b in re.findall(r"recipient(?:\.(\w+)|\[\s*['\"](\w+)['\"]\s*\])", source)])
+        return tuple(c for c in self.context.columns if c in names)
+
     def variables(self, recipient: Recipient) -> dict[str, Any]:
         ctx = self.context
         fields = {column: "" for column in ctx.columns}
