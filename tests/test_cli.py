@@ -164,3 +164,27 @@ def test_print_refuses_the_sample_campaign_listing_missing_addresses(sample):
                          "or run dispatch print --allow-missing-address to print their letters without envelopes or labels")
     assert not (sample / "out").exists()
     assert run("-C", str(sample), "validate").exit_code == 0  # for validate, a missing address stays a warning
+
+
+def test_validate_json(make_workspace):
+    import json
+
+    folder = make_workspace([row("NA", "Namibia", address="x"), row("NA", "Nigeria", address="y")])
+    result = runner.invoke(app, ["-C", str(folder), "validate", "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False and data["errors"] == 1 and data["recipients"] is None
+    assert data["problems"] == [{"message": "duplicate id 'NA' (first used on line 2)", "file": "recipients.csv",
+                                 "line": 3, "column": "id", "hint": "ids must be unique", "severity": "error"}]
+    folder = make_workspace([row("NA", "Namibia", address="x")])
+    result = runner.invoke(app, ["-C", str(folder), "validate", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"ok": True, "letter": "letter", "recipients": 1, "errors": 0,
+                                         "warnings": 0, "problems": []}
+
+
+def test_no_color_and_plain_output(make_workspace):
+    folder = make_workspace([row("NA", "Namibia", email="bad@")])
+    result = CliRunner(env={"NO_COLOR": "1"}).invoke(app, ["-C", str(folder), "validate"])
+    assert result.exit_code == 1
+    assert "\x1b[" not in result.output

@@ -5,6 +5,7 @@ The only module that prints, prompts or configures logging.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -116,14 +117,21 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")]) -
 
 @app.command()
 @handle_errors
-def validate(letter: LetterOption = None) -> None:
+def validate(letter: LetterOption = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")] = False) -> None:
     """Check recipients.csv, the letter and the templates; report every problem at once."""
     ws = _workspace()
     problems = campaign.validate(ws, letter)
-    for problem in problems:
-        _print_problem(problem)
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors
+    if as_json:
+        count = None if errors else len(campaign.load(ws, letter).recipients.rows)
+        out.print_json(data={"ok": not errors, "letter": ws.letter_name(letter), "recipients": count,
+                             "errors": errors, "warnings": warnings,
+                             "problems": [dataclasses.asdict(p) for p in problems]})
+        raise typer.Exit(1 if errors else 0)
+    for problem in problems:
+        _print_problem(problem)
     if errors:
         err.print(f"{errors} error(s), {warnings} warning(s): fix the errors, then run dispatch validate again", markup=False)
         raise typer.Exit(1)
