@@ -131,6 +131,8 @@ class Merger:
         self.body_env.filters["date"] = _date_filter
         self.layout_env = layout_environment(templates)
         self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": False})
+        # Most letters merge to the same Markdown for every recipient: convert each distinct text once.
+        self._converted: dict[str, str] = {}
         self.body_template = load_template(self.body_env, letter_file, letter_file, letter_file=letter_file)
         self.layout_template = load_template(self.layout_env, letter.template, f"templates/{letter.template}",
                                              letter_file=letter_file)
@@ -174,7 +176,12 @@ class Merger:
     def body_html(self, recipient: Recipient, variables: Mapping[str, Any] | None = None) -> Markup:
         variables = variables if variables is not None else self.variables(recipient)
         source = self._run(self.body_template, variables, recipient)
-        return Markup(self.markdown.render(source))
+        html = self._converted.get(source)
+        if html is None:
+            html = self.markdown.render(source)
+            if len(self._converted) < 64:
+                self._converted[source] = html
+        return Markup(html)
 
     def html(self, recipient: Recipient) -> str:
         variables = self.variables(recipient)
@@ -327,8 +334,22 @@ class Pdf:
     anchors: Mapping[str, tuple[int, float, float, float, float]] = field(default_factory=dict)
 
 
+# <link rel="stylesheet" href="..."> with a relative href (the template's own stylesheets).
+_STYLESHEET_LINK = re.compile(
+    r"""<link\s+rel=["']?stylesheet["']?\s+href=["']([^"':?#]+\.css)["']\s*/?>""", re.IGNORECASE)
+# What a stylesheet may not contain to be parsed once and passed as a user stylesheet: WeasyPrint gives
+# those the "user" origin and a counter-style table of their own, so these would behave differently.
+_NOT_REUSABLE = ("!important", "@counter-style", "@layer")
+
+
 class PdfRenderer:
-    """Writes PDFs with WeasyPrint. One instance per process: it keeps the font configuration."""
+    """Writes PDFs with WeasyPrint. One instance per process: it keeps what every letter shares.
+
+    The font configuration (the @font-face fonts, loaded once) and the template's stylesheets: each
+    <link rel="stylesheet"> to a file in templates/ is parsed on first use, then taken out of every
+    later document and passed to WeasyPrint already parsed. A renderer assumes templates/ does not
+    change while it lives (a render run, a worker process).
+    """
 
     def __init__(self, templates: Path) -> None:
         import weasyprint
@@ -341,13 +362,44 @@ class PdfRenderer:
         self.base_url = self.templates.as_uri() + "/"
         self.fetcher = confined_fetcher(self.templates)
         self.font_config = FontConfiguration()
+        self._stylesheets: dict[str, Any] = {}  # href -> parsed CSS, or None when it must stay a <link>
+
+    def _stylesheet(self, href: str):
+        if href not in self._stylesheets:
+            path = (self.templates / href).resolve()
+            parsed = None
+            if path.is_relative_to(self.templates) and path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                if not any(marker in text for marker in _NOT_REUSABLE):
+                    parsed = self._weasyprint.CSS(string=text, base_url=path.as_uri(), url_fetcher=self.fetcher,
+                                                  font_config=self.font_config)
+            self._stylesheets[href] = parsed
+        return self._stylesheets[href]
+
+    def _reuse_stylesheets(self, html: str) -> tuple[str, list[Any]]:
+        """The document without the <link>s to stylesheets already parsed, and those stylesheets."""
+        head_end = html.find("</head>")
+        if head_end < 0:
+            return html, []
+        sheets: list[Any] = []
+
+        def take(match: re.Match) -> str:
+            sheet = self._stylesheet(match.group(1))
+            if sheet is None:
+                return match.group(0)
+            sheets.append(sheet)
+            return ""
+
+        return _STYLESHEET_LINK.sub(take, html[:head_end]) + html[head_end:], sheets
 
     def render(self, html: str) -> Pdf:
         from weasyprint.urls import FatalURLFetchingError
 
         try:
+            html, stylesheets = self._reuse_stylesheets(html)
             document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
-            rendered = document.render(font_config=self.font_config, custom_metadata=True)
+            rendered = document.render(font_config=self.font_config, stylesheets=stylesheets,
+                                       custom_metadata=True)
             data = rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch")
         except FatalURLFetchingError as exc:
             raise RenderError(str(exc), file="templates/",
@@ -358,6 +410,22 @@ class PdfRenderer:
         anchors = {name: (index, *(value * MM_PER_PX for value in box))
                    for index, page in enumerate(rendered.pages) for name, box in page.anchors.items()}
         return Pdf(data=data, pages=len(rendered.pages), anchors=anchors)
+
+
+def with_base(html: str, templates: Path) -> str:
+    """The HTML with a <base> pointing at templates/, so it renders the same when opened from out/."""
+    base = f'<base href="{templates.resolve().as_uri()}/">'
+    match = re.search(r"<head[^>]*>", html, re.IGNORECASE)
+    if match is None:
+        return base + html
+    return html[:match.end()] + base + html[match.end():]
+
+
+def engine_version() -> str:
+    """The version of the PDF engine, without importing it (importing WeasyPrint takes most of a second)."""
+    from importlib.metadata import version
+
+    return f"weasyprint {version('weasyprint')}"
 
 
 def sha256(data: bytes) -> str:
@@ -386,6 +454,32 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files write_atomic left behind when its process was killed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and not _process_alive(int(match.group(2))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 Progress = Callable[[Recipient, str], None]
