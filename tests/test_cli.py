@@ -57,7 +57,10 @@ def test_render_only_and_html_format(make_workspace):
     folder = make_workspace([row("NA", "Namibia"), row("FR", "France")])
     result = run("-C", str(folder), "render", "--only", "FR")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("rendered 1 PDF file(s), 1 pages into out/letter/ in ")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "FR.pdf: new, 1 page(s)"
+    assert lines[1].startswith("rendered 1 (1 new), 0 up to date, 0 failed into out/letter/ in ")
+    assert len(lines) == 2
     assert sorted(p.name for p in (folder / "out" / "letter").iterdir()) == ["FR.pdf"]
     result = run("-C", str(folder), "render", "--format", "html")
     assert result.exit_code == 0
@@ -188,3 +191,51 @@ def test_no_color_and_plain_output(make_workspace):
     result = CliRunner(env={"NO_COLOR": "1"}).invoke(app, ["-C", str(folder), "validate"])
     assert result.exit_code == 1
     assert "\x1b[" not in result.output
+
+
+def test_render_shows_why_each_letter_is_rendered_and_what_is_up_to_date(make_workspace):
+    folder = make_workspace([row("NA", "Namibia"), row("FR", "France")])
+    first = run("-C", str(folder), "render", "--jobs", "1")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines()[:2] == ["NA.pdf: new, 1 page(s)", "FR.pdf: new, 1 page(s)"]
+    assert first.stdout.splitlines()[2].startswith("rendered 2 (2 new), 0 up to date, 0 failed into out/letter/ in ")
+    again = run("-C", str(folder), "render")
+    assert again.stdout.startswith("rendered 0, 2 up to date, 0 failed into out/letter/ in ")
+    (folder / "out" / "letter" / "NA.pdf").unlink()
+    missing = run("-C", str(folder), "-q", "render")
+    assert missing.stdout.startswith("rendered 1 (1 missing), 1 up to date, 0 failed into out/letter/ in ")
+    forced = run("-C", str(folder), "render", "--force", "--only", "FR", "--jobs", "1")
+    assert forced.stdout.splitlines()[0] == "FR.pdf: forced, 1 page(s)"
+    assert forced.stdout.splitlines()[1].startswith("rendered 1 (1 forced), 0 up to date, 0 failed into out/letter/ in ")
+
+
+def test_render_reports_a_letter_that_failed_and_exits_1(make_workspace):
+    folder = make_workspace([row("NA", "Namibia", address="1 Street")])
+    (folder / "out" / "letter" / "NA.pdf").mkdir(parents=True)  # a folder where the PDF goes
+    result = run("-C", str(folder), "render")
+    assert result.exit_code == 1
+    out = folder / "out" / "letter"
+    assert result.stderr.splitlines() == [
+        f"error: {out}: cannot write NA.pdf: Is a directory (recipient 'NA')",
+        "  hint: check that the output folder is writable and the disk is not full"]
+    assert result.stdout.startswith("rendered 0, 0 up to date, 1 failed into out/letter/ in ")
+
+
+def test_render_jobs_must_be_positive(make_workspace):
+    folder = make_workspace([row("NA", "Namibia")])
+    result = runner.invoke(app, ["-C", str(folder), "render", "--jobs", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1" in result.output
+
+
+def test_html_format_opens_from_the_output_folder(make_workspace):
+    # The HTML carries a <base> to templates/, so it renders the same letter from out/ (as bench/render.py does).
+    import weasyprint
+
+    folder = make_workspace([row("NA", "Namibia")])
+    assert run("-C", str(folder), "render", "--format", "html").exit_code == 0
+    html = folder / "out" / "letter" / "NA.html"
+    assert f'<base href="{(folder / "templates").resolve().as_uri()}/">' in html.read_text()
+    weasyprint.HTML(filename=str(html)).write_pdf(folder / "naive.pdf")
+    assert run("-C", str(folder), "render").exit_code == 0
+    assert flat(pdf_text(folder / "naive.pdf")) == flat(pdf_text(folder / "out" / "letter" / "NA.pdf"))

@@ -6,23 +6,27 @@ Collaborators (the PDF renderer, a progress callback) are passed in, so tests ca
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import re
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from . import printing
-from .errors import DispatchError, PrintError, Problem, TemplateError, ValidationFailed, WorkspaceError
+from . import __version__, printing
+from .errors import DispatchError, PrintError, Problem, RenderError, TemplateError, ValidationFailed, WorkspaceError
+from .freshness import REASONS, letter_key, reason_to_render, templates_digest
 from .glyphs import FontCoverage, describe, html_text
 from .journal import Event, Journal
 from .letters import read_letter
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import Layouts, MergeContext, Merger, PdfRenderer, sha256, write_atomic
+from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version, remove_stale_temporaries, with_base,
+                     write_atomic)
+from .workers import Job, PdfPool
 from .workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
@@ -60,10 +64,17 @@ class RenderSummary:
     output_dir: Path
     rendered: list[RenderedLetter] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    up_to_date: int = 0
+    failed: list[Problem] = field(default_factory=list)
 
     @property
     def pages(self) -> int:
         return sum(r.pages for r in self.rendered)
+
+    def reasons(self) -> dict[str, int]:
+        """How many letters were rendered for each reason, in the order of REASONS (zeros left out)."""
+        counts = {reason: sum(1 for r in self.rendered if r.reason == reason) for reason in REASONS}
+        return {reason: count for reason, count in counts.items() if count}
 
 
 def load(ws: Workspace, letter: str | None = None) -> Campaign:
@@ -76,6 +87,12 @@ def load(ws: Workspace, letter: str | None = None) -> Campaign:
 
 def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
     """Every problem with the recipients, the letter and the templates, without writing anything."""
+    return _validate(ws, letter)[0]
+
+
+def _validate(ws: Workspace, letter: str | None = None,
+              on_html: Callable[[Recipient, str], None] | None = None) -> tuple[list[Problem], Campaign | None]:
+    """The problems, and the campaign when it could be read. on_html sees each merged letter."""
     problems: list[Problem] = []
     name = ws.letter_name(letter)
     letter_obj = table = None
@@ -90,9 +107,11 @@ def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
     if table is not None:
         problems.extend(check_recipients(table, default_language=ws.settings.language))
         problems.extend(_address_warnings(table))
-    if letter_obj is not None and table is not None:
-        problems.extend(_merge_problems(Campaign(ws, letter_obj, table)))
-    return problems
+    if letter_obj is None or table is None:
+        return problems, None
+    found = Campaign(ws, letter_obj, table)
+    problems.extend(_merge_problems(found, on_html))
+    return problems, found
 
 
 def _address_warnings(table: RecipientTable) -> list[Problem]:
@@ -105,7 +124,7 @@ def _address_warnings(table: RecipientTable) -> list[Problem]:
                     hint="letters are still rendered; envelopes and labels need an address")]
 
 
-def _merge_problems(campaign: Campaign) -> list[Problem]:
+def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, str], None] | None = None) -> list[Problem]:
     """Merge every row (HTML only) so a name a row does not define is found before rendering."""
     try:
         merger = campaign.merger()
@@ -126,6 +145,8 @@ def _merge_problems(campaign: Campaign) -> list[Problem]:
         missing = coverage.missing(html_text(document))
         if missing:
             problems.append(_glyph_problem(campaign, recipient, missing))
+        elif on_html is not None:
+            on_html(recipient, document)
     for key, rows in seen.items():
         exc = first[key]
         message = key[2]
@@ -148,13 +169,13 @@ def _glyph_problem(campaign: Campaign, recipient: Recipient, missing: list[str])
                    file=f"letters/{campaign.letter.path.name}", hint=hint)
 
 
-def check(ws: Workspace, letter: str | None = None) -> tuple[Campaign, list[Problem]]:
+def check(ws: Workspace, letter: str | None = None,
+          on_html: Callable[[Recipient, str], None] | None = None) -> tuple[Campaign, list[Problem]]:
     """Validate, refuse on any error, and return the campaign with the remaining warnings."""
-    problems = validate(ws, letter)
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
+    problems, found = _validate(ws, letter, on_html)
+    if found is None or any(p.severity == "error" for p in problems):
         raise ValidationFailed(problems)
-    return load(ws, letter), problems
+    return found, problems
 
 
 def open_journal(ws: Workspace) -> Journal:
@@ -162,52 +183,91 @@ def open_journal(ws: Workspace) -> Journal:
 
 
 def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None, fmt: str = "pdf",
-           renderer: PdfRenderer | None = None, journal: Journal | None = None,
-           on_start: Callable[[int], None] | None = None,
+           jobs: int | None = None, force: bool = False, renderer: PdfRenderer | None = None,
+           journal: Journal | None = None, on_start: Callable[[int, int], None] | None = None,
            on_progress: Callable[[RenderedLetter], None] | None = None) -> RenderSummary:
-    """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically."""
+    """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically.
+
+    PDFs are rendered only when new or changed since they were last rendered (see freshness.py), or
+    all of them with force; by `jobs` worker processes (default: one per CPU), or in this process by
+    the renderer given. on_start is told how many letters will be rendered and how many are up to
+    date; on_progress sees each rendered letter.
+    """
     if fmt not in FORMATS:
         raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
-    campaign, warnings = check(ws, letter)
+    if fmt == "html":
+        return _render_html(ws, letter, only, on_start, on_progress)
+    digest = templates_digest(ws.templates, engine_version(), f"dispatch {__version__}")
+    keys: dict[str, str] = {}
+    campaign, warnings = check(ws, letter, lambda r, html: keys.__setitem__(r.id, letter_key(digest, html)))
     chosen = campaign.recipients.select(only)
     summary = RenderSummary(campaign.letter_name, campaign.output_dir, warnings=warnings)
-    merger = campaign.merger()
-    if fmt == "pdf" and renderer is None:
-        renderer = PdfRenderer(ws.templates)
-    own_journal = journal is None and fmt == "pdf"
+    out = campaign.output_dir
+    remove_stale_temporaries(out)
+    own_journal = journal is None
     if own_journal:
         journal = open_journal(ws)
     try:
+        previous = journal.latest(campaign.letter_name, ["rendered"])
+        plan = []
+        for recipient in chosen:
+            target = out / f"{recipient.id}.pdf"
+            event = previous.get(recipient.id)
+            reason = reason_to_render(keys[recipient.id], target, event.data if event else None, force=force)
+            if reason is None:
+                summary.up_to_date += 1
+            else:
+                plan.append((recipient, target, reason))
         if on_start:
-            on_start(len(chosen))
-        for recipient, result in _render_each(campaign, merger, renderer, chosen, fmt):
-            if fmt == "pdf":
-                journal.record(campaign.letter_name, recipient.id, "rendered", sha256=result.sha256,
-                               size=result.size, pages=result.pages, reason=result.reason,
-                               file=ws.relative(result.path))
-            summary.rendered.append(result)
-            if on_progress:
-                on_progress(result)
+            on_start(len(plan), summary.up_to_date)
+        if not plan:
+            return summary
+        merger = campaign.merger()
+        todo = (Job(recipient.id, merger.html(recipient), target) for recipient, target, _ in plan)
+        with PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer) as pool:
+            for (recipient, target, reason), done in zip(plan, pool.render(todo, count=len(plan))):
+                if done.problem is not None:
+                    summary.failed.append(replace(done.problem,
+                                                  message=f"{done.problem.message} (recipient {recipient.id!r})"))
+                    continue
+                journal.record(campaign.letter_name, recipient.id, "rendered", sha256=done.sha256, size=done.size,
+                               pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target))
+                result = RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256)
+                summary.rendered.append(result)
+                if on_progress:
+                    on_progress(result)
     finally:
         if own_journal:
             journal.close()
     return summary
 
 
-def _render_each(campaign: Campaign, merger: Merger, renderer: PdfRenderer | None,
-                 chosen: Iterable[Recipient], fmt: str):
-    out = campaign.output_dir
+def _render_html(ws: Workspace, letter: str | None, only: list[str] | None,
+                 on_start: Callable[[int, int], None] | None,
+                 on_progress: Callable[[RenderedLetter], None] | None) -> RenderSummary:
+    """Write the merged HTML of each letter, with a <base> so it opens (and renders) from out/."""
+    campaign, warnings = check(ws, letter)
+    chosen = campaign.recipients.select(only)
+    summary = RenderSummary(campaign.letter_name, campaign.output_dir, warnings=warnings)
+    merger = campaign.merger()
+    if on_start:
+        on_start(len(chosen), 0)
     for recipient in chosen:
-        html = merger.html(recipient)
-        target = out / f"{recipient.id}.{fmt}"
+        target = campaign.output_dir / f"{recipient.id}.html"
         reason = "changed" if target.exists() else "new"
-        if fmt == "html":
-            data, pages = html.encode("utf-8"), 0
-        else:
-            pdf = renderer.render(html)
-            data, pages = pdf.data, pdf.pages
+        data = with_base(merger.html(recipient), ws.templates).encode("utf-8")
         write_atomic(target, data)
-        yield recipient, RenderedLetter(recipient.id, target, reason, pages, len(data), sha256(data))
+        result = RenderedLetter(recipient.id, target, reason, 0, len(data), hashlib.sha256(data).hexdigest())
+        summary.rendered.append(result)
+        if on_progress:
+            on_progress(result)
+    return summary
+
+
+def _raise_failures(summary: RenderSummary) -> None:
+    """For commands that need every letter: stop on the letters that could not be rendered."""
+    if summary.failed:
+        raise ValidationFailed(summary.failed)
 
 
 @dataclass(frozen=True)
@@ -221,12 +281,13 @@ def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
     """Render one recipient's letter and a PNG of each of its pages."""
     import pypdfium2
 
-    summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer)
-    result = summary.rendered[0]
+    summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer, jobs=1)
+    _raise_failures(summary)
+    result = summary.output_dir / f"{recipient_id}.pdf"
     folder = summary.output_dir / "preview"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
-    document = pypdfium2.PdfDocument(str(result.path))
+    document = pypdfium2.PdfDocument(str(result))
     try:
         for number, page in enumerate(document, start=1):
             image = page.render(scale=dpi / 72).to_pil()
@@ -237,7 +298,7 @@ def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
             images.append(target)
     finally:
         document.close()
-    return Preview(result.path, images)
+    return Preview(result, images)
 
 
 @dataclass(frozen=True)
@@ -336,8 +397,8 @@ def print_run(ws: Workspace, *, letter: str | None = None, only: list[str] | Non
     renderer = renderer or PdfRenderer(ws.templates)
     rendered = render(ws, letter=letter, only=[r.id for r in ordered], renderer=renderer, journal=journal,
                       on_start=on_start, on_progress=on_progress)
-    paths = {result.recipient_id: result.path for result in rendered.rendered}
-    items = [printing.PrintItem(number, r, paths[r.id]) for number, r in enumerate(ordered, start=1)]
+    _raise_failures(rendered)
+    items = [printing.PrintItem(number, r, rendered.output_dir / f"{r.id}.pdf") for number, r in enumerate(ordered, start=1)]
     if options.window:
         _check_windows(items, options.envelope, loaded.recipients.file)
     bundle = printing.build(items, options, layouts=Layouts(ws.templates), renderer=renderer,
@@ -491,7 +552,7 @@ def proof(ws: Workspace, *, letter: str | None = None, renderer: PdfRenderer | N
     from .proof import ProofItem, report_text, sheet_html, text_lines, thumbnail_png
 
     renderer = renderer or PdfRenderer(ws.templates)
-    render(ws, letter=letter, renderer=renderer)
+    _raise_failures(render(ws, letter=letter, renderer=renderer))
     current = load(ws, letter)
     merger = current.merger()
     fields = merger.used_fields()

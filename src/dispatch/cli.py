@@ -146,33 +146,53 @@ def _progress() -> Progress:
                     disable=state.quiet or not err.is_terminal, transient=True)
 
 
+def _render_line(summary: campaign.RenderSummary, fmt: str, where: str, elapsed: float) -> str:
+    if fmt == "html":
+        return f"rendered {len(summary.rendered)} HTML file(s) into {where}/ in {elapsed:.1f} s"
+    reasons = ", ".join(f"{count} {reason}" for reason, count in summary.reasons().items())
+    return (f"rendered {len(summary.rendered)}" + (f" ({reasons})" if reasons else "")
+            + f", {summary.up_to_date} up to date, {len(summary.failed)} failed into {where}/ in {elapsed:.1f} s")
+
+
 @app.command()
 @handle_errors
 def render(letter: LetterOption = None, only: OnlyOption = None,
-           fmt: Annotated[str, typer.Option("--format", "-f", help="pdf, or html to debug a template.")] = "pdf") -> None:
-    """Render one letter per recipient into out/<letter>/<id>.pdf."""
+           fmt: Annotated[str, typer.Option("--format", "-f", help="pdf, or html to debug a template.")] = "pdf",
+           jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1,
+                                                       help="Letters rendered at once (default: one per CPU).",
+                                                       show_default=False)] = None,
+           force: Annotated[bool, typer.Option("--force", help="Render every letter, even those up to date.")] = False) -> None:
+    """Render one letter per recipient into out/<letter>/<id>.pdf (only those new or changed)."""
     ws = _workspace()
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("rendering", total=None, rate="")
+        first: list[float] = []
 
-        def on_start(total: int) -> None:
+        def on_start(total: int, up_to_date: int) -> None:
             progress.update(task, total=total)
 
         def on_progress(result) -> None:
-            done = progress.tasks[0].completed + 1
-            rate = done / max(time.monotonic() - started, 1e-6)
-            progress.update(task, advance=1, rate=f"{rate:.1f} letters/s")
+            now = time.monotonic()
+            first.append(now)
+            done = len(first)
+            # The rate from the first letter on, so starting the workers does not count as slowness.
+            rate = (done - 1) / (now - first[0]) if done > 1 else 0.0
+            progress.update(task, advance=1, rate=f"{rate:.1f} letters/s" if rate else "")
+            if fmt == "pdf" and not state.quiet:
+                out.print(f"{result.path.name}: {result.reason}, {result.pages} page(s)", markup=False)
 
-        summary = campaign.render(ws, letter=letter, only=only, fmt=fmt, on_start=on_start, on_progress=on_progress)
+        summary = campaign.render(ws, letter=letter, only=only, fmt=fmt, jobs=jobs, force=force,
+                                  on_start=on_start, on_progress=on_progress)
     for warning in summary.warnings:
         if not state.quiet:
             _print_problem(warning)
+    for problem in summary.failed:
+        _print_problem(problem)
     elapsed = time.monotonic() - started
-    where = ws.relative(summary.output_dir)
-    pages = f", {summary.pages} pages" if fmt == "pdf" else ""
-    out.print(f"rendered {len(summary.rendered)} {fmt.upper()} file(s){pages} into {where}/ in {elapsed:.1f} s",
-              markup=False)
+    out.print(_render_line(summary, fmt, ws.relative(summary.output_dir), elapsed), markup=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -233,7 +253,7 @@ def print_(letter: LetterOption = None, only: OnlyOption = None,
         task = progress.add_task("rendering", total=None, rate="")
         summary = campaign.print_run(ws, letter=letter, only=only, order=order, duplex=duplex, envelope=envelope,
                                      allow_missing_address=allow_missing_address,
-                                     on_start=lambda total: progress.update(task, total=total),
+                                     on_start=lambda total, up_to_date: progress.update(task, total=total),
                                      on_progress=lambda result: progress.update(task, advance=1))
     bundle, options = summary.bundle, summary.options
     if not state.quiet:

@@ -1,0 +1,154 @@
+"""Turn HTML documents into PDF files on disk, in parallel worker processes.
+
+Used for letters by `dispatch render`, and for any other document made from templates/. Each worker
+is a fresh interpreter (start method `spawn`) that imports WeasyPrint and builds one PdfRenderer, so
+the fonts and the parsed stylesheets are reused for every document it renders. The parent ships HTML
+strings; a worker writes the PDF itself (temporary name, then rename) and returns only its size, page
+count and SHA-256, so memory does not grow with the number of documents. At most `window` documents
+are in flight at once, and results come back in the order the jobs were given, so the output and the
+journal are the same whatever the number of workers.
+
+With one worker (or one document) everything runs in the calling process: no process to start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import DispatchError, Problem, RenderError
+from .render import PdfRenderer, sha256, write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def default_jobs() -> int:
+    """The number of CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One document to render: a name to report it by, its HTML, and where its PDF goes."""
+
+    name: str
+    html: str
+    target: Path
+
+
+@dataclass(frozen=True)
+class Done:
+    """What became of one job: the PDF written (pages, size, sha256), or the problem that stopped it."""
+
+    name: str
+    target: Path
+    pages: int = 0
+    size: int = 0
+    sha256: str = ""
+    problem: Problem | None = None
+
+
+# The renderer of this worker process (built once by _start_worker).
+_renderer: PdfRenderer | None = None
+
+
+def _start_worker(templates: str, log_levels: dict[str, int]) -> None:
+    global _renderer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (see PdfPool.close)
+    for name, level in log_levels.items():  # the same verbosity as the command that started us
+        logging.getLogger(name or None).setLevel(level)
+    _renderer = PdfRenderer(Path(templates))
+
+
+def _render(renderer: PdfRenderer, job: Job) -> Done:
+    try:
+        pdf = renderer.render(job.html)
+        write_atomic(job.target, pdf.data)
+    except DispatchError as exc:
+        return Done(job.name, job.target, problem=exc.problem)
+    return Done(job.name, job.target, pdf.pages, len(pdf.data), sha256(pdf.data))
+
+
+def _render_in_worker(job: Job) -> Done:
+    return _render(_renderer, job)
+
+
+class PdfPool:
+    """Renders Jobs with `jobs` worker processes; use it as a context manager.
+
+        with PdfPool(templates, jobs=2) as pool:
+            for done in pool.render(jobs):
+                ...
+    """
+
+    def __init__(self, templates: Path, jobs: int | None = None, *, window: int | None = None,
+                 renderer: PdfRenderer | None = None) -> None:
+        """renderer, if given, renders in this process whenever it renders here (one worker, one document)."""
+        self.templates = templates
+        self.jobs = max(1, jobs or default_jobs())
+        self.window = max(self.jobs + 1, window or 2 * self.jobs)
+        self._executor: ProcessPoolExecutor | None = None
+        self._local: PdfRenderer | None = renderer
+
+    def render(self, jobs: Iterable[Job], *, count: int | None = None) -> Iterator[Done]:
+        """Render the jobs, yielding one Done per job in the order given.
+
+        count, when known, lets a single document render in this process instead of starting workers.
+        """
+        if self.jobs == 1 or count == 1:
+            yield from self._render_here(jobs)
+            return
+        executor = self._start()
+        pending: deque[Future] = deque()
+        try:
+            for job in jobs:
+                pending.append(executor.submit(_render_in_worker, job))
+                while len(pending) >= self.window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise RenderError("a rendering process stopped unexpectedly (out of memory, or killed)",
+                              hint="run the command again; it continues where it stopped "
+                                   "(--jobs 1 renders in one process)") from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _render_here(self, jobs: Iterable[Job]) -> Iterator[Done]:
+        for job in jobs:
+            if self._local is None:
+                self._local = PdfRenderer(self.templates)
+            yield _render(self._local, job)
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            levels = {name: logging.getLogger(name or None).getEffectiveLevel()
+                      for name in ("", "weasyprint", "fontTools")}
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                initargs=(str(self.templates), levels))
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the workers. Documents being rendered are finished (and written whole), the rest dropped."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> "PdfPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

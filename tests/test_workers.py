@@ -1,0 +1,100 @@
+"""The worker pool: PDFs written by worker processes, results in order, a bad document does not stop the rest;
+an interrupted render leaves no partial file and the next run finishes the work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from dispatch.render import sha256
+from dispatch.workers import Job, PdfPool
+from tests.conftest import flat, pdf_text, row
+
+DISPATCH = str(Path(sys.executable).parent / "dispatch")
+
+PAGE = '<html><head><link rel="stylesheet" href="letter.css"></head><body><p>{}</p></body></html>'
+
+
+def test_pool_writes_pdfs_in_order_and_reports_a_bad_document(make_workspace, tmp_path):
+    templates = make_workspace([row("NA", "Namibia")]) / "templates"
+    jobs = [Job("a", PAGE.format("Letter for Andorra"), tmp_path / "a.pdf"),
+            Job("b", PAGE.replace("letter.css", "http://127.0.0.1:9/x.css").format("b"), tmp_path / "b.pdf"),
+            Job("c", PAGE.format("Letter for Chile"), tmp_path / "c.pdf")]
+    with PdfPool(templates, jobs=2, window=3) as pool:
+        results = list(pool.render(iter(jobs)))
+    assert [d.name for d in results] == ["a", "b", "c"]
+    a, b, c = results
+    assert b.problem is not None and "never fetches from the network" in b.problem.message
+    assert not (tmp_path / "b.pdf").exists()
+    for done, text in ((a, "Letter for Andorra"), (c, "Letter for Chile")):
+        assert done.problem is None and done.pages == 1
+        assert sha256(done.target.read_bytes()) == done.sha256 and done.target.stat().st_size == done.size
+        assert text in flat(pdf_text(done.target))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+def many_rows(count: int) -> list[dict[str, str]]:
+    return [row(f"R{number:03d}", f"State {number}") for number in range(count)]
+
+
+def start_render(folder: Path) -> subprocess.Popen:
+    # A process group of its own, as a terminal gives a command: the signal reaches the workers too.
+    return subprocess.Popen([DISPATCH, "-C", str(folder), "render", "--jobs", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_pdfs(out: Path, count: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("*.pdf"))) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no PDF appeared"
+        time.sleep(0.05)
+
+
+def check_finished(folder: Path, count: int) -> None:
+    out = folder / "out" / "letter"
+    result = subprocess.run([DISPATCH, "-C", str(folder), "render"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert [p.name for p in out.iterdir() if not p.name.endswith(".pdf")] == []
+    assert len(list(out.glob("*.pdf"))) == count
+    for pdf in out.glob("*.pdf"):
+        assert len(PdfReader(str(pdf)).pages) == 1
+    again = subprocess.run([DISPATCH, "-C", str(folder), "render"], capture_output=True, text=True, timeout=600)
+    assert again.stdout.splitlines()[-1].startswith(f"rendered 0, {count} up to date, 0 failed into out/letter/ in ")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_workspace):
+    folder = make_workspace(many_rows(12))
+    out = folder / "out" / "letter"
+    process = start_render(folder)
+    wait_for_pdfs(out, 2, process)
+    os.killpg(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.endswith("interrupted: nothing half-written was left behind; run the command again to finish.\n")
+    assert "Traceback" not in stderr
+    assert [p.name for p in out.iterdir() if not p.name.endswith(".pdf")] == []
+    assert len(list(out.glob("*.pdf"))) < 12
+    check_finished(folder, 12)
+
+
+@pytest.mark.slow
+def test_a_killed_render_leaves_nothing_half_written_after_the_rerun(make_workspace):
+    folder = make_workspace(many_rows(8))
+    out = folder / "out" / "letter"
+    process = start_render(folder)
+    wait_for_pdfs(out, 1, process)
+    os.killpg(process.pid, signal.SIGKILL)  # the command and its workers, wherever they are
+    process.communicate(timeout=60)
+    for pdf in out.glob("*.pdf"):  # whatever was renamed into place is a whole PDF
+        assert len(PdfReader(str(pdf)).pages) == 1
+    check_finished(folder, 8)
+
