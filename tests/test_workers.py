@@ -87,14 +87,21 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_workspace):
 
 
 @pytest.mark.slow
-def test_a_killed_render_leaves_nothing_half_written_after_the_rerun(make_workspace):
+def test_workers_of_a_killed_render_stop_and_the_rerun_finishes(make_workspace):
     folder = make_workspace(many_rows(8))
     out = folder / "out" / "letter"
     process = start_render(folder)
     wait_for_pdfs(out, 1, process)
-    os.killpg(process.pid, signal.SIGKILL)  # the command and its workers, wherever they are
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    assert len(workers) == 2
+    os.kill(process.pid, signal.SIGKILL)  # the command only: its workers must notice and stop by themselves
     process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+              for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the command"
+        time.sleep(0.1)
     for pdf in out.glob("*.pdf"):  # whatever was renamed into place is a whole PDF
         assert len(PdfReader(str(pdf)).pages) == 1
     check_finished(folder, 8)
-

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -332,5 +333,10 @@ def proof(letter: LetterOption = None) -> None:
     out.print(f"{ws.relative(result.report)}: the fields merged into each letter and the lines that differ", markup=False)
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt  # a polite kill stops as cleanly as Ctrl-C
+
+
 def run() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     app()

@@ -9,6 +9,7 @@ Two Jinja2 environments, both sandboxed and strict about undefined names:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 import contextlib
@@ -94,6 +95,7 @@ def markdown_escape(value: Any) -> Any:
     return "\\\n".join(escaped)  # a backslash at the end of a line is a hard line break
 
 
+@functools.lru_cache(maxsize=256)
 def format_letter_date(value: dt.date | str, language: str) -> str:
     if isinstance(value, dt.date):
         try:

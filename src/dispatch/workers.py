@@ -16,7 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -66,9 +70,20 @@ _renderer: PdfRenderer | None = None
 def _start_worker(templates: str, log_levels: dict[str, int]) -> None:
     global _renderer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (see PdfPool.close)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     for name, level in log_levels.items():  # the same verbosity as the command that started us
         logging.getLogger(name or None).setLevel(level)
     _renderer = PdfRenderer(Path(templates))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Stop this worker when the command that started it is gone (killed): nobody would read its results.
+
+    A temporary file it was writing is removed by the next render (render.remove_stale_temporaries).
+    """
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _render(renderer: PdfRenderer, job: Job) -> Done:
@@ -82,6 +97,27 @@ def _render(renderer: PdfRenderer, job: Job) -> Done:
 
 def _render_in_worker(job: Job) -> Done:
     return _render(_renderer, job)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+@contextmanager
+def _workers_skip_main_script():
+    """Start processes that do not re-import the command's script as their __main__.
+
+    `spawn` re-imports the parent's main script in each new process; for the `dispatch` command that
+    is the whole CLI (Typer, Rich, pandas): most of a second and ~60 MB per worker, for nothing, since
+    workers only run functions of this module. Without a __file__, spawn leaves __main__ alone.
+    """
+    main = sys.modules.get("__main__")
+    path = main.__dict__.pop("__file__", None) if main is not None and main.__spec__ is None else None
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
 
 
 class PdfPool:
@@ -132,6 +168,11 @@ class PdfPool:
                 self._local = PdfRenderer(self.templates)
             yield _render(self._local, job)
 
+    def start(self) -> None:
+        """Start the worker processes now (they take about a second to import WeasyPrint)."""
+        if self.jobs > 1:
+            self._start()
+
     def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:
             levels = {name: logging.getLogger(name or None).getEffectiveLevel()
@@ -139,6 +180,9 @@ class PdfPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
                 initargs=(str(self.templates), levels))
+            with _workers_skip_main_script():  # processes are started by submit(): start them all here
+                for _ in range(self.jobs):
+                    self._executor.submit(_ready)
         return self._executor
 
     def close(self) -> None:
