@@ -178,7 +178,9 @@ def main() -> None:
         preview = Run([DISPATCH, "-q", "preview", shown], folder, watch=out / f"{shown}.pdf")
         rows.append((f"dispatch preview {shown} (new process)", preview))
 
-        pages = sum(1 for _ in ids)
+        from pypdf import PdfReader
+
+        pages = sum(len(PdfReader(str(out / f"{letter_id}.pdf")).pages) for letter_id in ids)
         if not args.skip_naive:
             pages, differ = same_letters(naive, out, ids)
             if differ:

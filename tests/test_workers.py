@@ -44,18 +44,19 @@ def many_rows(count: int) -> list[dict[str, str]]:
     return [row(f"R{number:03d}", f"State {number}") for number in range(count)]
 
 
-def start_render(folder: Path) -> subprocess.Popen:
-    # A process group of its own, as a terminal gives a command: the signal reaches the workers too.
-    return subprocess.Popen([DISPATCH, "-C", str(folder), "render", "--jobs", "2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def wait_for_pdfs(out: Path, count: int, process: subprocess.Popen) -> None:
+def render_in_background(make_workspace, letters: int, until_pdfs: int) -> tuple[Path, Path, subprocess.Popen]:
+    """`dispatch render --jobs 2` on a new campaign, running until it has written until_pdfs PDFs."""
+    folder = make_workspace(many_rows(letters))
+    out = folder / "out" / "letter"
+    # A process group of its own, as a terminal gives a command: a signal to the group reaches the workers too.
+    process = subprocess.Popen([DISPATCH, "-C", str(folder), "render", "--jobs", "2"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
-    while len(list(out.glob("*.pdf"))) < count:
+    while len(list(out.glob("*.pdf"))) < until_pdfs:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no PDF appeared"
         time.sleep(0.05)
+    return folder, out, process
 
 
 def check_finished(folder: Path, count: int) -> None:
@@ -72,10 +73,7 @@ def check_finished(folder: Path, count: int) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_workspace):
-    folder = make_workspace(many_rows(12))
-    out = folder / "out" / "letter"
-    process = start_render(folder)
-    wait_for_pdfs(out, 2, process)
+    folder, out, process = render_in_background(make_workspace, 12, until_pdfs=2)
     os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -88,10 +86,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_workspace):
 
 @pytest.mark.slow
 def test_workers_of_a_killed_render_stop_and_the_rerun_finishes(make_workspace):
-    folder = make_workspace(many_rows(8))
-    out = folder / "out" / "letter"
-    process = start_render(folder)
-    wait_for_pdfs(out, 1, process)
+    folder, out, process = render_in_background(make_workspace, 8, until_pdfs=1)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
     workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
     assert len(workers) == 2
