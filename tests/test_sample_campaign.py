@@ -59,7 +59,8 @@ def test_installed_command_renders_every_state_party(sample):
             for number in range(1, pages + 1):  # running heads and footers interrupt the flow
                 body = body.replace(f" Page {number} of {pages} ", " ")
             body = body.replace(f" Joint NGO Letter to International Criminal Court States Parties — {r['state']} ", " ")
-            # Page 1's head (letterhead, address block, date) is absolutely positioned: its text comes last on the page.
+            # Page 1's head (letterhead, address block, date) is positioned: its text comes first on the page
+            # (letter.css paints it first); take it out wherever it lands.
             head = ["Joint NGO Letter to International Criminal Court States Parties",
                     *Recipient(r["id"], 0, r).addressee_lines, r["mission"], r["address"], "New York, 28 April 2020"]
             body = body.replace(" " + flat(" ".join(head)) + " ", " ")
