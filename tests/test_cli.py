@@ -216,7 +216,7 @@ def test_render_reports_a_letter_that_failed_and_exits_1(make_workspace):
     assert result.exit_code == 1
     out = folder / "out" / "letter"
     assert result.stderr.splitlines() == [
-        f"error: {out}: cannot write NA.pdf: Is a directory (recipient 'NA')",
+        f"error: {out}: cannot write NA.pdf: Is a directory",
         "  hint: check that the output folder is writable and the disk is not full"]
     assert result.stdout.startswith("rendered 0, 0 up to date, 1 failed into out/letter/ in ")
 

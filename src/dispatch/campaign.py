@@ -11,7 +11,7 @@ import logging
 import re
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -191,7 +191,8 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     PDFs are rendered only when new or changed since they were last rendered (see freshness.py), or
     all of them with force; by `jobs` worker processes (default: one per CPU), or in this process by
     the renderer given. on_start is told how many letters will be rendered and how many are up to
-    date; on_progress sees each rendered letter.
+    date; on_progress sees each rendered letter. The first letter that cannot be rendered stops the
+    run: it is in summary.failed, and the letters finished before it are kept and recorded.
     """
     if fmt not in FORMATS:
         raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
@@ -226,10 +227,9 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
         todo = (Job(recipient.id, merger.html(recipient), target) for recipient, target, _ in plan)
         with PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer) as pool:
             for (recipient, target, reason), done in zip(plan, pool.render(todo, count=len(plan))):
-                if done.problem is not None:
-                    summary.failed.append(replace(done.problem,
-                                                  message=f"{done.problem.message} (recipient {recipient.id!r})"))
-                    continue
+                if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
+                    summary.failed.append(done.problem)
+                    break
                 journal.record(campaign.letter_name, recipient.id, "rendered", sha256=done.sha256, size=done.size,
                                pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target))
                 result = RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256)

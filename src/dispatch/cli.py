@@ -185,10 +185,7 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
 
         summary = campaign.render(ws, letter=letter, only=only, fmt=fmt, jobs=jobs, force=force,
                                   on_start=on_start, on_progress=on_progress)
-    for warning in summary.warnings:
-        if not state.quiet:
-            _print_problem(warning)
-    for problem in summary.failed:
+    for problem in summary.failed or ([] if state.quiet else summary.warnings):
         _print_problem(problem)
     elapsed = time.monotonic() - started
     out.print(_render_line(summary, fmt, ws.relative(summary.output_dir), elapsed), markup=False)
