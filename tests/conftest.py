@@ -104,3 +104,34 @@ def flat(text: str) -> str:
 
 def ws(path: Path):
     return open_workspace(path)
+
+
+@pytest.fixture(scope="session")
+def smtp_ca(tmp_path_factory):
+    """A throw-away certificate authority (trustme) and a server certificate for localhost/127.0.0.1."""
+    from tests.smtp_server import make_ca
+
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def smtp_env(monkeypatch):
+    """No SMTP setting or password leaks in from the machine's environment; the test password is set."""
+    from tests.smtp_server import PASSWORD
+
+    for name in ("DISPATCH_SMTP_HOST", "DISPATCH_SMTP_PORT", "DISPATCH_SMTP_SECURITY", "DISPATCH_SMTP_USERNAME",
+                 "DISPATCH_SMTP_CAFILE", "DISPATCH_SENDER", "DISPATCH_JOURNAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DISPATCH_SMTP_PASSWORD", PASSWORD)
+    return monkeypatch
+
+
+def email_row(id: str, state: str, email: str, *, channel: str = "email", cc: str = "", bcc: str = "",
+              **extra: str) -> dict[str, str]:
+    return row(id, state, email=email, channel=channel, cc=cc, bcc=bcc, **extra)
+
+
+SENDER = """[sender]
+name = "Coalition for the Court"
+reply_to = "replies@example.org"
+"""

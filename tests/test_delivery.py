@@ -48,10 +48,11 @@ def test_mark_and_undo_are_journal_events_shown_by_status(folder):
     status = run("-C", str(folder), "status")
     assert status.exit_code == 0
     assert status.stdout.splitlines() == [
-        "id  state        channel  hand delivery",
-        "NA  Namibia      print    delivered 2020-04-28 14:30 to A. Receptionist",
-        "KE  Kenya        print    delivered 2020-04-28 14:30 to A. Receptionist",
-        "CH  Switzerland  email    -",
+        "id  state        channel  pdf      email    time  message_id  reply  hand delivery                                  flag",
+        "NA  Namibia      print    missing  -        -     -           -      delivered 2020-04-28 14:30 to A. Receptionist  -",
+        "KE  Kenya        print    missing  -        -     -           -      delivered 2020-04-28 14:30 to A. Receptionist  -",
+        "CH  Switzerland  email    missing  pending  -     -           -      -                                              -",
+        "letter 'letter': 0 of 1 email(s) sent",
         "letter 'letter': 2 of 2 letter(s) to print delivered by hand",
     ]
 
@@ -60,7 +61,8 @@ def test_mark_and_undo_are_journal_events_shown_by_status(folder):
     assert undone.stdout == "KE: delivery mark withdrawn (Kenya)\n"
     assert events(folder)[-1] == ("KE", "delivery-withdrawn", {"note": "wrong mission"})
     status = run("-C", str(folder), "status")
-    assert status.stdout.splitlines()[2] == "KE  Kenya        print    not yet"
+    assert status.stdout.splitlines()[2].split()[:4] == ["KE", "Kenya", "print", "missing"]
+    assert "  not yet  " in status.stdout.splitlines()[2]
     assert status.stdout.splitlines()[-1] == "letter 'letter': 1 of 2 letter(s) to print delivered by hand"
 
     again = run("-C", str(folder), "mark", "KE", "--delivered")  # default: now

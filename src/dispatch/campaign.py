@@ -17,15 +17,23 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__, printing
-from .errors import DispatchError, PrintError, Problem, RenderError, TemplateError, ValidationFailed, WorkspaceError
+from .compose import CoverNotes
+from .errors import (DispatchError, PrintError, Problem, RenderError, SendError, TemplateError, ValidationFailed,
+                     WorkspaceError)
 from .freshness import REASONS, letter_key, reason_to_render, templates_digest
 from .glyphs import FontCoverage, describe, html_text
-from .journal import Event, Journal
+from .journal import DELIVERY_KINDS, Event, Journal
 from .letters import read_letter
+from .mailer import (Draft, Mailer, Outcome, SmtpSettings, addresses, build_message, check_address, sender_address,
+                     stored_password)
+from .mailer import smtp_settings as mailer_settings
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version, remove_stale_temporaries, with_base,
-                     write_atomic)
+from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version, format_letter_date,
+                     remove_stale_temporaries, sha256, with_base, write_atomic)
+from .runlock import RunLock
+from .sending import Choice, Item, SendSummary, choose, execute, settle_interrupted
+from .status import StatusRow, delivery_text
 from .workers import Job, PdfPool
 from .workspace import Workspace, open_workspace
 
@@ -446,7 +454,6 @@ def _check_windows(items: list[printing.PrintItem], envelope: printing.Envelope,
 
 # --- hand delivery -----------------------------------------------------------------------------------------
 
-DELIVERY_KINDS = ("delivered", "delivery-withdrawn")
 _LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?(Z|[+-]\d{2}:\d{2})?$")
 
 
@@ -519,25 +526,6 @@ def mark_delivered(ws: Workspace, ids: list[str], *, letter: str | None = None, 
 
 
 @dataclass(frozen=True)
-class StatusRow:
-    recipient: Recipient
-    delivered: Event | None
-
-
-def status(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None,
-           journal: Journal | None = None) -> tuple[str, list[StatusRow]]:
-    """Each recipient with its hand-delivery mark, in file order."""
-    loaded = load(ws, letter)
-    chosen = loaded.recipients.select(only)
-    own = journal is None
-    journal = journal or open_journal(ws)
-    try:
-        standing = deliveries(journal, loaded.letter_name)
-    finally:
-        if own:
-            journal.close()
-    return loaded.letter_name, [StatusRow(r, standing.get(r.id)) for r in chosen]
-@dataclass(frozen=True)
 class ProofResult:
     sheet: Path
     report: Path
@@ -571,3 +559,206 @@ def proof(ws: Workspace, *, letter: str | None = None, renderer: PdfRenderer | N
     write_atomic(sheet_path, sheet.data)
     write_atomic(report_path, report_text(current.letter_name, items).encode("utf-8"))
     return ProofResult(sheet_path, report_path, len(items), sheet.pages)
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+@dataclass
+class SendPlan:
+    """What one dispatch send will do: the messages, built, and the recipients left out, with why."""
+
+    campaign: Campaign
+    choice: Choice
+    items: list[Item]
+    warnings: list[Problem] = field(default_factory=list)
+    rendered: int = 0  # letters rendered first because they were missing or out of date
+
+    @property
+    def letter_name(self) -> str:
+        return self.campaign.letter_name
+
+    def summary(self) -> SendSummary:
+        c = self.choice
+        return SendSummary(self.letter_name, already_sent=list(c.already_sent), failed_earlier=list(c.failed_earlier),
+                           uncertain_earlier=list(c.uncertain), later=list(c.later))
+
+
+class SendRun:
+    """One dispatch send: holds the campaign's run lock and its journal from planning to the last message."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        lock_file = ws.journal_file.with_name(ws.journal_file.name + ".lock")
+        self.lock = RunLock(lock_file, shown=ws.relative(lock_file))
+        self.lock.acquire()
+        try:
+            self.journal = open_journal(ws)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        self.journal.close()
+        self.lock.release()
+
+    def __enter__(self) -> "SendRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def prepare(self, *, letter: str | None = None, only: list[str] | None = None, limit: int | None = None,
+                resend: list[str] | None = None, resend_uncertain: bool = False, dry_run: bool = False,
+                renderer: PdfRenderer | None = None,
+                on_render: Callable[[RenderedLetter], None] | None = None) -> SendPlan:
+        """Validate, choose who gets a message, render missing or out-of-date letters, build every message."""
+        ws = self.ws
+        campaign, warnings = check(ws, letter)
+        warnings = [w for w in warnings if w.column != "address"]  # postal addresses do not matter here
+        table = campaign.recipients
+        chosen = table.select(only)
+        resend = list(resend or [])
+        named = (table.select(resend) if resend else []) + (chosen if only else [])
+        for recipient in named:
+            if not recipient.wants_email:
+                raise SendError(f"recipient {recipient.id!r} has channel {recipient.channel!r}, so no email goes to it",
+                                file=table.file, line=recipient.line, column="channel",
+                                hint="set the channel to 'email' or 'both' to send this letter by email")
+        chosen += [r for r in named if r not in chosen]
+        chosen = [r for r in chosen if r.wants_email]
+        states = self.journal.email_states(campaign.letter_name)
+        if not dry_run:
+            states = settle_interrupted(self.journal, campaign.letter_name, states)
+        choice = choose(chosen, states, resend=resend, resend_uncertain=resend_uncertain, limit=limit)
+        settings = ws.settings
+        from_address = sender_address(settings.section("smtp"), settings.get("sender", "email"))
+        if not from_address:
+            if not dry_run:
+                raise SendError("no sender address", file="dispatch.toml",
+                                hint="set sender under [smtp] (or email under [sender], or DISPATCH_SENDER)")
+            from_address = PLACEHOLDER_SENDER
+            warnings = warnings + [Problem(f"no sender address is set; the messages say From: {PLACEHOLDER_SENDER}",
+                                           file="dispatch.toml", severity="warning",
+                                           hint="set sender under [smtp] before sending")]
+        extra = {key: _settings_addresses(settings, section, key)
+                 for section, key in (("email", "cc"), ("email", "bcc"), ("sender", "reply_to"))}
+        merger = campaign.merger()
+        recipients = [r for r, _ in choice.to_send]
+        pdfs, stale = self._current_pdfs(campaign, merger, recipients)
+        if stale:
+            render(ws, letter=campaign.letter_name, only=[r.id for r in stale], renderer=renderer,
+                   journal=self.journal, on_progress=on_render)
+            for recipient in stale:
+                pdfs[recipient.id] = (campaign.output_dir / f"{recipient.id}.pdf").read_bytes()
+        notes = CoverNotes(ws.templates, attachment=settings.get("email", "attachment"),
+                           filters={"date": lambda value, language="en": format_letter_date(value, language)})
+        items = []
+        for recipient, reason in choice.to_send:
+            note = notes.render(merger.variables(recipient), recipient.id)
+            data = pdfs[recipient.id]
+            draft = Draft(recipient_id=recipient.id, from_name=settings.get("sender", "name"), from_address=from_address,
+                          to=recipient.get("email"), subject=note.subject, text=note.text, html=note.html,
+                          attachment=data, attachment_name=note.attachment_name, reply_to=extra["reply_to"],
+                          cc=extra["cc"] + addresses([recipient.get("cc")]),
+                          bcc=extra["bcc"] + addresses([recipient.get("bcc")]))
+            items.append(Item(recipient.id, build_message(draft), sha256(data), reason, recipient.get("email")))
+        return SendPlan(campaign, choice, items, warnings, rendered=len(stale))
+
+    def _current_pdfs(self, campaign: Campaign, merger: Merger,
+                      recipients: list[Recipient]) -> tuple[dict[str, bytes], list[Recipient]]:
+        """The PDFs on disk that are up to date (same content key as their latest render, same bytes),
+        and the recipients whose letter must be rendered first."""
+        ws = campaign.workspace
+        digest = templates_digest(ws.templates, engine_version(), f"dispatch {__version__}")
+        rendered = self.journal.latest(campaign.letter_name, ["rendered"])
+        pdfs: dict[str, bytes] = {}
+        stale: list[Recipient] = []
+        for recipient in recipients:
+            path = campaign.output_dir / f"{recipient.id}.pdf"
+            event = rendered.get(recipient.id)
+            key = letter_key(digest, merger.html(recipient))
+            if reason_to_render(key, path, event.data if event else None) is not None:
+                stale.append(recipient)
+            else:
+                pdfs[recipient.id] = path.read_bytes()
+        return pdfs, stale
+
+    def write_outbox(self, plan: SendPlan) -> list[Path]:
+        """--dry-run: each message as out/<letter>/outbox/<id>.eml; the outbox holds only this run's messages."""
+        folder = plan.campaign.output_dir / "outbox"
+        keep = {f"{item.recipient_id}.eml" for item in plan.items}
+        if folder.is_dir():
+            for old in folder.glob("*.eml"):
+                if old.name not in keep:
+                    old.unlink()
+        written = []
+        for item in plan.items:
+            target = folder / f"{item.recipient_id}.eml"
+            write_atomic(target, item.outgoing.as_file())
+            written.append(target)
+        return written
+
+    def send(self, plan: SendPlan, settings: SmtpSettings, password: str | None,
+             on_progress: Callable[[Item, Outcome], None] | None = None) -> SendSummary:
+        return execute(plan.items, letter=plan.letter_name, journal=self.journal, mailer=Mailer(settings, password),
+                       settings=settings, summary=plan.summary(), on_progress=on_progress)
+
+
+PLACEHOLDER_SENDER = "sender-not-set@example.org"
+
+
+def _settings_addresses(settings, section: str, key: str) -> tuple[str, ...]:
+    found = addresses([settings.get(section, key)])
+    for address in found:
+        try:
+            check_address(address, f"[{section}] {key}")
+        except SendError as exc:
+            raise SendError(exc.problem.message, file="dispatch.toml", column=f"[{section}] {key}",
+                            hint="correct the address; separate several with ';'") from None
+    return found
+
+
+def smtp_settings(ws: Workspace) -> SmtpSettings:
+    """The SMTP settings of the campaign with the environment's overrides; SendError if unusable."""
+    return mailer_settings(ws.settings.section("smtp"), ws.settings.get("sender", "email"))
+
+
+def smtp_password(settings: SmtpSettings) -> str | None:
+    return stored_password(settings)
+
+
+def status(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None,
+           journal: Journal | None = None) -> tuple[str, list[StatusRow]]:
+    """One row per recipient, in file order: its PDF, its email and its hand delivery, from the journal."""
+    loaded = load(ws, letter)
+    name = loaded.letter_name
+    chosen = loaded.recipients.select(only)
+    own = journal is None
+    journal = journal or open_journal(ws)
+    try:
+        states = journal.email_states(name)
+        standing = deliveries(journal, name)
+    finally:
+        if own:
+            journal.close()
+    rows = []
+    for recipient in chosen:
+        path = loaded.output_dir / f"{recipient.id}.pdf"
+        current = sha256(path.read_bytes()) if path.is_file() else ""
+        state = states.get(recipient.id)
+        latest = state.latest if state else None
+        data = latest.data if latest else {}
+        flag = ""
+        if state and state.sent is not None and current != state.sent.data.get("sha256"):
+            flag = "PDF changed after it was sent" if current else "PDF deleted after it was sent"
+        handed = standing.get(recipient.id)
+        rows.append(StatusRow(
+            id=recipient.id, state=recipient.state, channel=recipient.channel,
+            pdf=current[:12] if current else "missing",
+            email=(state.status if state else "pending") if recipient.wants_email else "",
+            time=latest.at if latest else "", message_id=data.get("message_id", ""),
+            reply=data.get("reply") or data.get("reason", ""),
+            delivery=(f"delivered {delivery_text(handed.data, handed.at)}" if handed
+                      else "not yet" if recipient.wants_print else ""),
+            flag=flag))
+    return name, rows

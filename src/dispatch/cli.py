@@ -6,6 +6,7 @@ The only module that prints, prompts or configures logging.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import logging
 import os
@@ -23,7 +24,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__, campaign
-from .errors import DispatchError, Problem
+from .errors import DispatchError, Problem, SendError
+from .status import FORMATS as STATUS_FORMATS
+from .status import delivery_text
+from .status import to_csv as status_csv
+from .status import to_json as status_json
+from .status import to_table as status_table
+
+StatusFormat = enum.Enum("StatusFormat", {name: name for name in STATUS_FORMATS}, type=str)
 from .workspace import Workspace, open_workspace
 
 app = typer.Typer(
@@ -34,8 +42,8 @@ app = typer.Typer(
     add_completion=True,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 WorkspaceOption = Annotated[Path, typer.Option("-C", "--workspace", help="The campaign folder (default: the current folder).",
                                                show_default=False)]
@@ -298,26 +306,9 @@ def mark(ids: Annotated[list[str], typer.Argument(help="Recipient ids, e.g. NA F
 
 
 def _delivered_text(event) -> str:
-    when = event.data.get("delivered_at", event.at).replace("T", " ")[:16]
-    return when + (f" to {event.data['by']}" if event.data.get("by") else "")
+    return delivery_text(event.data, event.at)
 
 
-@app.command()
-@handle_errors
-def status(letter: LetterOption = None, only: OnlyOption = None) -> None:
-    """Show each recipient's channel and hand delivery, from the journal."""
-    ws = _workspace()
-    name, rows = campaign.status(ws, letter=letter, only=only)
-    width = max([2] + [len(row.recipient.id) for row in rows])
-    state_width = min(32, max([5] + [len(row.recipient.state) for row in rows]))
-    out.print(f"{'id':<{width}}  {'state':<{state_width}}  {'channel':<7}  hand delivery", markup=False)
-    for row in rows:
-        r = row.recipient
-        delivered = f"delivered {_delivered_text(row.delivered)}" if row.delivered else ("-" if not r.wants_print else "not yet")
-        out.print(f"{r.id:<{width}}  {r.state[:state_width]:<{state_width}}  {r.channel:<7}  {delivered}", markup=False)
-    done = sum(1 for row in rows if row.delivered)
-    to_print = sum(1 for row in rows if row.recipient.wants_print)
-    out.print(f"letter '{name}': {done} of {to_print} letter(s) to print delivered by hand", markup=False)
 @app.command()
 @handle_errors
 def proof(letter: LetterOption = None) -> None:
@@ -332,6 +323,149 @@ def proof(letter: LetterOption = None) -> None:
 
 def _stop(signum, frame) -> None:
     raise KeyboardInterrupt  # a polite kill stops as cleanly as Ctrl-C
+
+
+def _is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _show_plan(plan, settings) -> None:
+    items = plan.items
+    out.print(f"letter '{plan.letter_name}': {len(items)} message(s) to send via {settings.where}, "
+              f"from {settings.sender}", markup=False)
+    for item in items[:20]:
+        message = item.outgoing.message
+        more = len(item.outgoing.recipients) - 1
+        out.print(f"  {item.recipient_id:<8} {message['To']}" + (f" (+{more} cc/bcc)" if more else "")
+                  + ("" if item.reason == "new" else f"  [{item.reason}]"), markup=False)
+    if len(items) > 20:
+        out.print(f"  ... and {len(items) - 20} more (dispatch send --dry-run writes each message to a file)", markup=False)
+    first = items[0].outgoing
+    out.print("first message:", markup=False)
+    for name in ("From", "To", "Cc", "Bcc", "Reply-To", "Subject", "Message-ID"):
+        value = ", ".join(first.bcc) if name == "Bcc" else first.message[name]
+        if value:
+            out.print(f"  {name}: {value}", markup=False)
+    out.print(f"  Attachment: {first.attachment_name} ({first.attachment_size:,} bytes, "
+              f"SHA-256 {items[0].sha256[:12]})", markup=False)
+    out.print("", markup=False)
+    for line in first.message.get_body(("plain",)).get_content().splitlines():
+        out.print(f"  | {line}", markup=False)
+    out.print("", markup=False)
+
+
+def _show_left_out(summary) -> None:
+    if summary.already_sent:
+        out.print(f"skipped {len(summary.already_sent)} already sent (dispatch send --resend ID sends one again)",
+                  markup=False)
+    for rid, reply in summary.failed_earlier:
+        out.print(f"failed earlier: {rid}: {reply} (correct the address, or dispatch send --resend {rid})", markup=False)
+    for rid, reason in summary.uncertain_earlier:
+        out.print(f"uncertain: {rid}: {reason}", markup=False)
+    if summary.uncertain_earlier:
+        out.print("  check the Sent folder or ask the recipient; if it did not arrive: "
+                  "dispatch send --resend-uncertain --only ID", markup=False)
+    if summary.later:
+        out.print(f"left for a later run (--limit): {len(summary.later)}; dispatch send sends them", markup=False)
+
+
+def _print_summary(summary) -> None:
+    _show_left_out(summary)
+    for rid, reply in summary.failed:
+        err.print(f"failed: {rid}: {reply}", markup=False)
+    for rid, reason in summary.uncertain:
+        err.print(f"uncertain: {rid}: {reason}", markup=False)
+    if summary.uncertain:
+        err.print("  check the Sent folder or ask the recipient; if it did not arrive: "
+                  "dispatch send --resend-uncertain --only ID", markup=False)
+    if summary.stopped:
+        err.print(f"stopped: {summary.stopped}", markup=False)
+        if summary.not_attempted:
+            err.print(f"  not attempted: {len(summary.not_attempted)}; run dispatch send again to send them", markup=False)
+    rate = len(summary.sent) / summary.seconds if summary.seconds > 0 else 0.0
+    skipped = len(summary.already_sent)
+    out.print(f"sent {len(summary.sent)}, failed {len(summary.failed) + len(summary.failed_earlier)}, "
+              f"uncertain {len(summary.uncertain) + len(summary.uncertain_earlier)}, skipped {skipped} "
+              f"in {summary.seconds:.1f} s ({rate:.1f} messages/s)", markup=False)
+
+
+@app.command()
+@handle_errors
+def send(letter: LetterOption = None, only: OnlyOption = None,
+         limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Send at most N messages in this run.")] = None,
+         yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="Write each message to out/<letter>/outbox/<id>.eml; connect to no server.")] = False,
+         resend: Annotated[Optional[list[str]], typer.Option("--resend", help="Send to this recipient again, even if sent before (repeatable).")] = None,
+         resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Send again the messages whose delivery is uncertain (check the mailbox first).")] = False) -> None:
+    """Email the letter to recipients whose channel is email or both: each once, with a journal."""
+    ws = _workspace()
+    settings = None if dry_run else campaign.smtp_settings(ws)
+    with campaign.SendRun(ws) as run:
+        plan = run.prepare(letter=letter, only=only, limit=limit, resend=resend, resend_uncertain=resend_uncertain,
+                           dry_run=dry_run)
+        for warning in plan.warnings:
+            if not state.quiet:
+                _print_problem(warning)
+        if plan.rendered and not state.quiet:
+            out.print(f"rendered {plan.rendered} missing or out-of-date letter(s) first", markup=False)
+        if dry_run:
+            written = run.write_outbox(plan)
+            _show_left_out(plan.summary())
+            where = ws.relative(plan.campaign.output_dir / "outbox")
+            out.print(f"dry run: wrote {len(written)} message(s) to {where}/; nothing was sent", markup=False)
+            out.print("to send them: dispatch send (shows the plan and asks), or dispatch send --yes", markup=False)
+            return
+        if not plan.items:
+            summary = plan.summary()
+            out.print("nothing to send", markup=False)
+            _print_summary(summary)
+            raise typer.Exit(0 if summary.ok else 1)
+        if not yes:
+            _show_plan(plan, settings)
+            if not _is_terminal():
+                raise SendError("not sending: confirmation is needed and this is not a terminal",
+                                hint="run dispatch send in a terminal to confirm, or dispatch send --yes to send without "
+                                     "asking (dispatch send --dry-run writes the messages to files to check first)")
+            if not typer.confirm(f"Send {len(plan.items)} message(s)?", default=False):
+                out.print("nothing was sent", markup=False)
+                raise typer.Exit(1)
+        password = campaign.smtp_password(settings) if settings.username else None
+        if settings.username and password is None and _is_terminal():
+            password = typer.prompt(f"SMTP password for {settings.username} on {settings.host}", hide_input=True)
+        with _progress() as progress:
+            task = progress.add_task("sending", total=len(plan.items), rate="")
+            started = time.monotonic()
+
+            def on_progress(item, outcome) -> None:
+                done = progress.tasks[0].completed + 1
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress.update(task, advance=1, rate=f"{rate:.1f} messages/s")
+
+            summary = run.send(plan, settings, password, on_progress)
+    _print_summary(summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def status(letter: LetterOption = None, only: OnlyOption = None,
+           fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table, csv or json.")] = StatusFormat.table) -> None:
+    """Show each recipient's PDF, email status, server reply and hand delivery, from the journal."""
+    name, rows = campaign.status(_workspace(), letter=letter, only=only)
+    if fmt.value == "csv":
+        typer.echo(status_csv(rows), nl=False)
+        return
+    if fmt.value == "json":
+        typer.echo(status_json(rows), nl=False)
+        return
+    typer.echo(status_table(rows), nl=False)
+    emails = [row for row in rows if row.email]
+    sent = sum(1 for row in emails if row.email == "sent")
+    done = sum(1 for row in rows if row.delivery.startswith("delivered"))
+    to_print = sum(1 for row in rows if row.channel in ("print", "both"))
+    out.print(f"letter '{name}': {sent} of {len(emails)} email(s) sent", markup=False)
+    out.print(f"letter '{name}': {done} of {to_print} letter(s) to print delivered by hand", markup=False)
 
 
 def run() -> None:

@@ -19,6 +19,8 @@ from .errors import JournalError
 
 SCHEMA_VERSION = 1
 KINDS = ("rendered", "sending", "sent", "failed", "uncertain", "delivered", "delivery-withdrawn")
+EMAIL_KINDS = ("sending", "sent", "failed", "uncertain")
+DELIVERY_KINDS = ("delivered", "delivery-withdrawn")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -45,6 +47,28 @@ class Event:
     recipient: str
     kind: str
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmailState:
+    """Where one recipient's email stands, read from the journal."""
+
+    recipient: str
+    latest: Event | None = None  # the latest sending/sent/failed/uncertain event
+    sent: Event | None = None    # the latest `sent` event, even if a later attempt followed
+
+    @property
+    def status(self) -> str:
+        """pending, sent, failed, retry (a temporary failure), uncertain, or interrupted (a `sending`
+        with no outcome: the run stopped while the message was with the server)."""
+        if self.latest is None:
+            return "pending"
+        kind = self.latest.kind
+        if kind == "sending":
+            return "interrupted"
+        if kind == "failed" and not self.latest.data.get("permanent"):
+            return "retry"
+        return kind
 
 
 def now() -> str:
@@ -153,6 +177,16 @@ class Journal:
         for event in self.events(letter, kinds=kinds):
             result[event.recipient] = event
         return result
+
+    def email_states(self, letter: str) -> dict[str, EmailState]:
+        """The email state of every recipient of a letter that has any email event."""
+        latest: dict[str, Event] = {}
+        sent: dict[str, Event] = {}
+        for event in self.events(letter, kinds=EMAIL_KINDS):
+            latest[event.recipient] = event
+            if event.kind == "sent":
+                sent[event.recipient] = event
+        return {rid: EmailState(rid, event, sent.get(rid)) for rid, event in latest.items()}
 
     def close(self) -> None:
         self._db.close()

@@ -14,6 +14,7 @@ from .errors import SettingsError, WorkspaceError
 
 SETTINGS_FILE = "dispatch.toml"
 PAGE_SIZES = ("A4", "Letter")
+SECURITY = ("starttls", "tls", "none")
 
 # section -> key -> (type, default). One definition, used for reading, defaults and messages.
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
@@ -47,6 +48,22 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "label_row_gap_mm": (float, -1.0),
         "label_padding_mm": (float, 4.0),
     },
+    "email": {
+        "cc": (str, ""),          # more addresses for every message, separated by ';'
+        "bcc": (str, ""),
+        "attachment": (str, "{{ letter.title }} {{ state }}"),  # the PDF's name in the email, before .pdf
+    },
+    "smtp": {
+        "host": (str, ""),
+        "port": (int, 587),
+        "security": (str, "starttls"),
+        "username": (str, ""),
+        "sender": (str, ""),       # the address messages come from (default: [sender] email)
+        "rate_limit": (float, 30.0),  # messages per minute; 0 for no limit
+        "timeout": (float, 60.0),   # seconds to wait for the server
+        "retries": (int, 4),       # more attempts after a temporary failure
+        "retry_wait": (float, 2.0),  # seconds before the first retry; doubles each time
+    },
 }
 # Settings that take one of a few words.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
@@ -54,6 +71,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("print", "envelope"): ("DL", "C5", "C4"),
     ("print", "order"): ("state", "group", "csv"),
     ("print", "labels"): ("3x7", "3x8"),
+    ("smtp", "security"): SECURITY,
 }
 
 
@@ -200,6 +218,12 @@ def read_settings(path: Path) -> Settings:
             raise SettingsError(f"{key} must be one of {', '.join(allowed)}, not {value!r}", file=name,
                                 line=_line_of(text, section, key),
                                 hint="write " + " or ".join(f'{key} = "{choice}"' for choice in allowed))
+    smtp = values.get("smtp", {})
+    for key, low, high in (("port", 1, 65535), ("rate_limit", 0, 100000), ("timeout", 1, 3600), ("retries", 0, 20),
+                           ("retry_wait", 0, 600)):
+        if key in smtp and not low <= smtp[key] <= high:
+            raise SettingsError(f"{key} must be between {low} and {high}, not {smtp[key]!r}", file=name,
+                                line=_line_of(text, "smtp", key))
     return Settings(values)
 
 

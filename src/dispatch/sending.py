@@ -1,0 +1,183 @@
+"""Sending with a record: who gets a message this run, and the journal events around each delivery.
+
+The order of events per message is the guarantee: `sending` is committed just before the message data
+goes to the server, `sent`/`failed`/`uncertain` just after its reply. A run that stops anywhere leaves
+either no `sending` (nothing went out), or a `sending` with an outcome, or a `sending` alone, which
+the next run records as `uncertain` and never sends again by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+from .errors import SendError
+from .journal import EmailState, Journal
+from .mailer import Mailer, Outcome, Outgoing, SmtpSettings
+from .models import Recipient
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_WAIT = 60.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which of the chosen recipients get a message this run, and why the others do not."""
+
+    to_send: list[tuple[Recipient, str]]  # (recipient, reason: new, retry, resend, resend-uncertain, new-address)
+    already_sent: list[str] = field(default_factory=list)
+    failed_earlier: list[tuple[str, str]] = field(default_factory=list)  # (id, server reply)
+    uncertain: list[tuple[str, str]] = field(default_factory=list)       # (id, what is known)
+    later: list[str] = field(default_factory=list)                       # left for a later run by --limit
+
+
+def settle_interrupted(journal: Journal, letter: str, states: Mapping[str, EmailState]) -> dict[str, EmailState]:
+    """Record `uncertain` for every message whose run stopped between `sending` and the server's reply."""
+    settled = dict(states)
+    for rid, state in states.items():
+        if state.status == "interrupted":
+            event = journal.record(letter, rid, "uncertain", message_id=state.latest.data.get("message_id", ""),
+                                   reason=f"the run stopped after the message was handed to the server at "
+                                          f"{state.latest.at}, before its reply was recorded; it may have been delivered")
+            settled[rid] = EmailState(rid, event, state.sent)
+    return settled
+
+
+def choose(recipients: Iterable[Recipient], states: Mapping[str, EmailState], *, resend: Iterable[str] = (),
+           resend_uncertain: bool = False, limit: int | None = None) -> Choice:
+    """Never a second message to a recipient who was sent one, or whose message may have arrived, unless asked."""
+    resend = set(resend)
+    choice = Choice(to_send=[])
+    for recipient in recipients:
+        rid = recipient.id
+        state = states.get(rid) or EmailState(rid)
+        status = state.status
+        latest = state.latest.data if state.latest else {}
+        if rid in resend:
+            reason = "resend"
+        elif state.sent is not None:
+            choice.already_sent.append(rid)
+            continue
+        elif status in ("uncertain", "interrupted"):
+            if not resend_uncertain:
+                choice.uncertain.append((rid, latest.get("reason", "no reply was recorded")))
+                continue
+            reason = "resend-uncertain"
+        elif status == "failed":
+            if latest.get("email") == recipient.get("email"):
+                choice.failed_earlier.append((rid, latest.get("reply", "")))
+                continue
+            reason = "new-address"  # the address was corrected since the failure
+        else:
+            reason = "retry" if status == "retry" else "new"
+        if limit is not None and len(choice.to_send) >= limit:
+            choice.later.append(rid)
+        else:
+            choice.to_send.append((recipient, reason))
+    return choice
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message to send, with the hash of exactly the PDF bytes attached to it."""
+
+    recipient_id: str
+    outgoing: Outgoing
+    sha256: str
+    reason: str = "new"
+    email: str = ""  # the address as written in recipients.csv
+
+
+@dataclass
+class SendSummary:
+    letter: str
+    sent: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    uncertain: list[tuple[str, str]] = field(default_factory=list)
+    already_sent: list[str] = field(default_factory=list)
+    failed_earlier: list[tuple[str, str]] = field(default_factory=list)
+    uncertain_earlier: list[tuple[str, str]] = field(default_factory=list)
+    later: list[str] = field(default_factory=list)
+    not_attempted: list[str] = field(default_factory=list)
+    stopped: str | None = None
+    connections: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.uncertain or self.failed_earlier or self.uncertain_earlier or self.stopped)
+
+
+def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer, settings: SmtpSettings,
+            summary: SendSummary, on_progress: Callable[[Item, Outcome], None] | None = None,
+            sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> SendSummary:
+    """Send each item once, with bounded retries for temporary failures, recording every step."""
+    started = clock()
+    interval = 60.0 / settings.rate_limit if settings.rate_limit else 0.0
+    next_at = started
+    try:
+        mailer.open()
+        for index, item in enumerate(items):
+            wait = next_at - clock()
+            if wait > 0:
+                sleep(wait)
+            next_at = max(clock(), next_at) + interval
+            outcome = _deliver(item, letter=letter, journal=journal, mailer=mailer, settings=settings, sleep=sleep)
+            if outcome.kind == "sent":
+                summary.sent.append(item.recipient_id)
+            elif outcome.kind == "uncertain":
+                summary.uncertain.append((item.recipient_id, outcome.reply))
+            else:
+                summary.failed.append((item.recipient_id, outcome.reply))
+            if on_progress:
+                on_progress(item, outcome)
+            if outcome.connection_lost and outcome.kind == "transient":
+                summary.stopped = f"{outcome.reply}; stopped after {settings.retries + 1} attempts"
+                summary.not_attempted = [i.recipient_id for i in items[index + 1:]]
+                break
+    except SendError as exc:
+        done = set(summary.sent) | {rid for rid, _ in summary.failed + summary.uncertain}
+        summary.stopped = str(exc)
+        summary.not_attempted = [i.recipient_id for i in items if i.recipient_id not in done]
+        if not summary.sent and not summary.failed and not summary.uncertain:
+            raise  # nothing happened: report it as the error it is
+    finally:
+        summary.connections = mailer.connections
+        mailer.close()
+        summary.seconds = clock() - started
+    return summary
+
+
+def _deliver(item: Item, *, letter: str, journal: Journal, mailer: Mailer, settings: SmtpSettings,
+             sleep: Callable[[float], None]) -> Outcome:
+    out = item.outgoing
+    rid = item.recipient_id
+    attempt = 0
+    while True:
+        attempt += 1
+
+        def before_data() -> None:
+            journal.record(letter, rid, "sending", message_id=out.message_id, to=out.to, recipients=list(out.recipients),
+                           sha256=item.sha256, size=out.attachment_size, attachment=out.attachment_name,
+                           attempt=attempt, reason=item.reason)
+
+        outcome = mailer.deliver(out, before_data)
+        if outcome.kind == "sent":
+            extra = {"refused": dict(outcome.refused)} if outcome.refused else {}
+            journal.record(letter, rid, "sent", message_id=out.message_id, reply=outcome.reply, sha256=item.sha256,
+                           to=out.to, **extra)
+            return outcome
+        if outcome.kind == "uncertain":
+            journal.record(letter, rid, "uncertain", message_id=out.message_id, reason=outcome.reply, sha256=item.sha256)
+            return outcome
+        final = outcome.permanent or attempt > settings.retries
+        journal.record(letter, rid, "failed", message_id=out.message_id, code=outcome.code, reply=outcome.reply,
+                       permanent=outcome.permanent, attempt=attempt, to=out.to, email=item.email, final=final)
+        log.info("%s: attempt %d failed: %s", rid, attempt, outcome.reply)
+        if final:
+            return outcome
+        quick = outcome.connection_lost and attempt == 1  # a dropped idle connection: reconnect at once
+        sleep(0 if quick else min(settings.retry_wait * 2 ** (attempt - 1), MAX_RETRY_WAIT))
