@@ -65,7 +65,7 @@ class CoverNotes:
         name = attachment_file_name(self._run(self.attachment.render, variables, recipient_id, "dispatch.toml"),
                                     fallback=recipient_id)
         variables = {**variables, "attachment": name}
-        module = self._run(self.text.make_module, variables, recipient_id, f"templates/{TEXT_TEMPLATE}")
+        module = self._run(self._module, variables, recipient_id, f"templates/{TEXT_TEMPLATE}")
         subject = str(getattr(module, "subject", "") or variables["letter"]["subject"]).strip()
         if "\n" in subject or "\r" in subject:
             raise TemplateError(f"the subject for recipient {recipient_id!r} has a line break",
@@ -75,6 +75,13 @@ class CoverNotes:
         if self.html is not None:
             html = self._run(self.html.render, variables, recipient_id, f"templates/{HTML_TEMPLATE}")
         return CoverNote(subject=subject, text=str(module).strip("\n") + "\n", html=html, attachment_name=name)
+
+    def _module(self, variables: Mapping[str, Any]):
+        try:
+            return self.text.make_module(variables)
+        except Exception:
+            self.text.render(variables)  # raises the same error, its traceback mapped to template lines
+            raise
 
     def _run(self, call: Callable, variables: Mapping[str, Any], recipient_id: str, shown: str):
         try:
