@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/render.py --recipients 125
+	$(BIN)/python bench/send.py --recipients 500
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
