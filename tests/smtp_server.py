@@ -54,7 +54,12 @@ class Recorder:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.delay = delay  # seconds before answering a message's data, like a busy real server
-        self.logins: list[str] = []
+        self.greetings = 0  # EHLO commands: one per connection (two with STARTTLS)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.greetings += 1
+        return responses
 
     async def handle_DATA(self, server, session, envelope) -> str:
         self._keep(session, envelope)

@@ -113,6 +113,7 @@ def test_one_connection_for_the_whole_run_and_limit(make_workspace, smtp_env):
     assert [m.rcpt_tos[0] for m in server.handler.messages] == [f"r{i}@example.org" for i in (0, 1, 2, 4, 3)]
     message_ids = {m.message_id for m in server.handler.messages}
     assert len(message_ids) == 5
+    assert server.handler.greetings == 2  # one connection per run, reused for every message
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
@@ -261,6 +262,7 @@ def test_transient_failures_are_retried_and_permanent_ones_recorded(make_workspa
         assert result.exit_code == 1
         assert summary(result) == (10, 2, 0, 0)
         assert handler.refusals, "the server refused nothing: the test did not inject faults"
+        assert handler.greetings > 1  # after a 421 the connection was opened again
         assert "failed: R03: r3@example.org: 550 5.1.1 <r3@example.org>: Recipient address rejected: User unknown" \
             in result.stderr
         received = server.handler.by_recipient()
