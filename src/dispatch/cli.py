@@ -360,24 +360,24 @@ def _show_left_out(summary) -> None:
                   markup=False)
     for rid, reply in summary.failed_earlier:
         out.print(f"failed earlier: {rid}: {reply} (correct the address, or dispatch send --resend {rid})", markup=False)
-    for rid, reason in summary.uncertain_earlier:
-        out.print(f"uncertain: {rid}: {reason}", markup=False)
-    if summary.uncertain_earlier:
-        out.print("  check the Sent folder or ask the recipient; if it did not arrive: "
-                  "dispatch send --resend-uncertain --only ID", markup=False)
+    _show_uncertain(out, summary.uncertain_earlier)
     if summary.later:
         out.print(f"left for a later run (--limit): {len(summary.later)}; dispatch send sends them", markup=False)
+
+
+def _show_uncertain(console: Console, uncertain: list[tuple[str, str]]) -> None:
+    for rid, reason in uncertain:
+        console.print(f"uncertain: {rid}: {reason}", markup=False)
+    if uncertain:
+        console.print("  check the Sent folder or ask the recipient; if it did not arrive: "
+                      "dispatch send --resend-uncertain --only ID", markup=False)
 
 
 def _print_summary(summary) -> None:
     _show_left_out(summary)
     for rid, reply in summary.failed:
         err.print(f"failed: {rid}: {reply}", markup=False)
-    for rid, reason in summary.uncertain:
-        err.print(f"uncertain: {rid}: {reason}", markup=False)
-    if summary.uncertain:
-        err.print("  check the Sent folder or ask the recipient; if it did not arrive: "
-                  "dispatch send --resend-uncertain --only ID", markup=False)
+    _show_uncertain(err, summary.uncertain)
     if summary.stopped:
         err.print(f"stopped: {summary.stopped}", markup=False)
         if summary.not_attempted:
