@@ -69,7 +69,7 @@ def main() -> int:
     received = len(handler.messages)
     size = sum(len(m.data) for m in handler.messages) / max(received, 1)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}")
+          f"{platform.system()} {platform.release()}; load average {os.getloadavg()[0]:.1f} at the end")
     print(f"recipients: {args.recipients}; rendered first in {render_seconds:.1f} s")
     print(f"server received {received} messages of {size / 1024:.0f} KiB on average")
     print(f"dispatch send --yes: {wall:.2f} s wall, {received / wall:.1f} messages/s "
