@@ -762,3 +762,33 @@ def status(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
                       else "not yet" if recipient.wants_print else ""),
             flag=flag))
     return name, rows
+
+
+def write_report(ws: Workspace, *, letter: str | None = None, journal: Journal | None = None) -> Path:
+    """Write out/<letter>/report.html (and page-1 thumbnails beside it) from the journal and the PDFs."""
+    import datetime as _dt
+
+    from .proof import thumbnail_png
+    from .report import report_html
+
+    name, rows = status(ws, letter=letter, journal=journal)
+    folder = ws.output_dir(name)
+    thumbs_dir = folder / "report-files"
+    thumbnails: dict[str, str] = {}
+    rendered: dict[str, str] = {}
+    for row in rows:
+        pdf = folder / f"{row.id}.pdf"
+        if not pdf.is_file():
+            rendered[row.id] = "missing"
+            continue
+        rendered[row.id] = f"{row.pdf}"
+        thumb = thumbs_dir / f"{row.id}-{row.pdf}.png"
+        if not thumb.is_file():
+            for old in thumbs_dir.glob(f"{row.id}-*.png"):
+                old.unlink()
+            write_atomic(thumb, thumbnail_png(pdf, width_px=180)[0])
+        thumbnails[row.id] = f"report-files/{thumb.name}"
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    target = folder / "report.html"
+    write_atomic(target, report_html(name, generated, rows, thumbnails, rendered).encode("utf-8"))
+    return target

@@ -280,6 +280,7 @@ def print_(letter: LetterOption = None, only: OnlyOption = None,
                   f"address: {ids}", markup=False)
     out.print(f"written to {where}/ in {time.monotonic() - started:.1f} s; "
               "after delivery: dispatch mark ID --delivered --by NAME", markup=False)
+    _refresh_report(ws, letter)
 
 
 @app.command()
@@ -303,6 +304,7 @@ def mark(ids: Annotated[list[str], typer.Argument(help="Recipient ids, e.g. NA F
             out.print(f"{r.id}: delivery mark withdrawn ({r.state})", markup=False)
         else:
             out.print(f"{r.id}: delivered {_delivered_text(item.event)} ({r.state})", markup=False)
+    _refresh_report(ws, letter)
 
 
 def _delivered_text(event) -> str:
@@ -443,6 +445,7 @@ def send(letter: LetterOption = None, only: OnlyOption = None,
 
             summary = run.send(plan, settings, password, on_progress)
     _print_summary(summary)
+    _refresh_report(ws, letter)
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -466,6 +469,22 @@ def status(letter: LetterOption = None, only: OnlyOption = None,
     to_print = sum(1 for row in rows if row.channel in ("print", "both"))
     out.print(f"letter '{name}': {sent} of {len(emails)} email(s) sent", markup=False)
     out.print(f"letter '{name}': {done} of {to_print} letter(s) to print delivered by hand", markup=False)
+
+
+@app.command()
+@handle_errors
+def report(letter: LetterOption = None) -> None:
+    """Write out/<letter>/report.html: where every letter stands, one page that works offline."""
+    ws = _workspace()
+    target = campaign.write_report(ws, letter=letter)
+    out.print(f"{ws.relative(target)}: open it in a web browser (it needs no server or network)", markup=False)
+
+
+def _refresh_report(ws: Workspace, letter: str | None) -> None:
+    """send, print and mark keep the report current."""
+    target = campaign.write_report(ws, letter=letter)
+    if not state.quiet:
+        out.print(f"report: {ws.relative(target)}", markup=False)
 
 
 def run() -> None:
