@@ -62,7 +62,8 @@ input {{ font: inherit; padding: .3em .5em; width: 22em; margin: .8em 0; }}
 table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: .35em .5em; text-align: left; vertical-align: top; }}
 th {{ cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }}
-td img {{ width: 90px; border: 1px solid #bbb; }}
+td img {{ width: 56px; border: 1px solid #bbb; }}
+td img:hover {{ width: 240px; }}
 tr[data-status="failed"] td, tr[data-status="uncertain"] td {{ background: #fff3f0; }}
 </style></head>
 <body>
