@@ -36,7 +36,8 @@ def test_mark_and_undo_are_journal_events_shown_by_status(folder):
                  "--at", "2020-04-28T14:30", "--note", "left at the front desk")
     assert result.exit_code == 0, result.output
     assert result.stdout == ("NA: delivered 2020-04-28 14:30 to A. Receptionist (Namibia)\n"
-                             "KE: delivered 2020-04-28 14:30 to A. Receptionist (Kenya)\n")
+                             "KE: delivered 2020-04-28 14:30 to A. Receptionist (Kenya)\n"
+                             "report: out/letter/report.html\n")
     recorded = events(folder)
     assert [(rid, kind) for rid, kind, _ in recorded] == [("NA", "delivered"), ("KE", "delivered")]
     data = recorded[0][2]
@@ -58,7 +59,7 @@ def test_mark_and_undo_are_journal_events_shown_by_status(folder):
 
     undone = run("-C", str(folder), "mark", "KE", "--delivered", "--undo", "--note", "wrong mission")
     assert undone.exit_code == 0
-    assert undone.stdout == "KE: delivery mark withdrawn (Kenya)\n"
+    assert undone.stdout == "KE: delivery mark withdrawn (Kenya)\n" "report: out/letter/report.html\n"
     assert events(folder)[-1] == ("KE", "delivery-withdrawn", {"note": "wrong mission"})
     status = run("-C", str(folder), "status")
     assert status.stdout.splitlines()[2].split()[:4] == ["KE", "Kenya", "print", "missing"]

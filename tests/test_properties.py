@@ -27,6 +27,8 @@ def normalised(value: str, column: str) -> str:
 @given(cells=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), min_size=1, max_size=4), quote_all=st.booleans())
 def test_any_cell_reads_back_exactly_or_fails_clearly(tmp_path, cells, quote_all):
     buffer = io.StringIO()
+    # Python's csv writer leaves a lone CR unquoted, which any reader takes for a line end: quote those.
+    quote_all = quote_all or any("\r" in value for pair in cells for value in pair)
     writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
     writer.writerow(COLUMNS)
     rows = [[f"R{i}", state, "Mission", "print", note] for i, (state, note) in enumerate(cells)]
