@@ -16,20 +16,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from . import __version__, printing
+from . import __version__, i18n, printing
 from .compose import CoverNotes
 from .errors import (DispatchError, PrintError, Problem, RenderError, SendError, TemplateError, ValidationFailed,
                      WorkspaceError)
 from .freshness import REASONS, letter_key, reason_to_render, templates_digest
 from .glyphs import FontCoverage, describe, html_text
 from .journal import DELIVERY_KINDS, Event, Journal
-from .letters import read_letter
+from .letters import LetterVersions, read_letter_versions
 from .mailer import (Draft, Mailer, Outcome, SmtpSettings, addresses, build_message, check_address, sender_address,
                      stored_password)
 from .mailer import smtp_settings as mailer_settings
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version, format_letter_date,
+from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version, pdf_variants,
                      remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
 from .sending import Choice, Item, SendSummary, choose, execute, settle_interrupted
@@ -47,8 +47,12 @@ class Campaign:
     """Everything read from a workspace for one letter."""
 
     workspace: Workspace
-    letter: Letter
+    versions: LetterVersions
     recipients: RecipientTable
+
+    @property
+    def letter(self) -> Letter:
+        return self.versions.letter
 
     @property
     def letter_name(self) -> str:
@@ -58,12 +62,44 @@ class Campaign:
     def output_dir(self) -> Path:
         return self.workspace.output_dir(self.letter.name)
 
-    def merger(self) -> Merger:
-        ws = self.workspace
-        context = MergeContext(letter=self.letter, sender=ws.settings.section("sender"),
-                               page_size=ws.settings.page_size, default_language=ws.settings.language,
-                               columns=self.recipients.columns)
-        return Merger(ws.templates, context, letter_file=f"letters/{self.letter.path.name}")
+    def language_of(self, recipient: Recipient) -> str:
+        return recipient.get("language") or self.workspace.settings.language
+
+    def version_for(self, recipient: Recipient) -> Letter:
+        """The letter in the recipient's language, or the letter itself when it has no such translation."""
+        return self.versions.choose(self.language_of(recipient))
+
+    def merger(self) -> "VersionMerger":
+        return VersionMerger(self)
+
+
+class VersionMerger:
+    """Merges each recipient with the version of the letter in its language (one Merger per version)."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        ws = campaign.workspace
+        self.campaign = campaign
+        self.mergers: dict[str, Merger] = {}
+        for version in campaign.versions.all():
+            context = MergeContext(letter=version, sender=ws.settings.section("sender"),
+                                   page_size=ws.settings.page_size, default_language=ws.settings.language,
+                                   columns=campaign.recipients.columns)
+            self.mergers[version.language] = Merger(ws.templates, context,
+                                                    letter_file=f"letters/{version.path.name}")
+
+    def for_recipient(self, recipient: Recipient) -> Merger:
+        return self.mergers[self.campaign.version_for(recipient).language]
+
+    def html(self, recipient: Recipient) -> str:
+        return self.for_recipient(recipient).html(recipient)
+
+    def variables(self, recipient: Recipient) -> dict:
+        return self.for_recipient(recipient).variables(recipient)
+
+    def used_fields(self) -> tuple[str, ...]:
+        """The CSV columns any version of the letter or its layout refers to, in the order of the CSV."""
+        used = {name for merger in self.mergers.values() for name in merger.used_fields()}
+        return tuple(c for c in self.campaign.recipients.columns if c in used)
 
 
 @dataclass
@@ -87,10 +123,14 @@ class RenderSummary:
 
 def load(ws: Workspace, letter: str | None = None) -> Campaign:
     """Read the letter and the recipients. Raises the first error that stops reading."""
-    name = ws.letter_name(letter)
-    letter_obj = read_letter(ws.letter_file(name), name=f"letters/{name}.md")
+    versions = _read_versions(ws, letter)
     table = read_recipients(ws.recipients_file, name=ws.relative(ws.recipients_file))
-    return Campaign(ws, letter_obj, table)
+    return Campaign(ws, versions, table)
+
+
+def _read_versions(ws: Workspace, letter: str | None) -> LetterVersions:
+    name = ws.letter_name(letter)
+    return read_letter_versions(ws.letter_file(name), name=f"letters/{name}.md", language=ws.settings.language)
 
 
 def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
@@ -101,13 +141,14 @@ def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
 def _validate(ws: Workspace, letter: str | None = None,
               on_html: Callable[[Recipient, str], None] | None = None) -> tuple[list[Problem], Campaign | None]:
     """The problems, and the campaign when it could be read. on_html sees each merged letter."""
-    problems: list[Problem] = []
-    name = ws.letter_name(letter)
-    letter_obj = table = None
+    problems: list[Problem] = _settings_problems(ws)
+    versions = table = None
     try:
-        letter_obj = read_letter(ws.letter_file(name), name=f"letters/{name}.md")
+        versions = _read_versions(ws, letter)
     except DispatchError as exc:
         problems.extend(exc.problems)
+    else:
+        problems.extend(_wording_problems(versions))
     try:
         table = read_recipients(ws.recipients_file, name=ws.relative(ws.recipients_file))
     except DispatchError as exc:
@@ -115,11 +156,56 @@ def _validate(ws: Workspace, letter: str | None = None,
     if table is not None:
         problems.extend(check_recipients(table, default_language=ws.settings.language))
         problems.extend(_address_warnings(table))
-    if letter_obj is None or table is None:
+    if versions is None or table is None:
         return problems, None
-    found = Campaign(ws, letter_obj, table)
+    found = Campaign(ws, versions, table)
+    problems.extend(_fallback_warnings(found))
     problems.extend(_merge_problems(found, on_html))
     return problems, found
+
+
+def _settings_problems(ws: Workspace) -> list[Problem]:
+    variant = ws.settings.pdf_variant
+    if variant and variant not in pdf_variants():
+        return [Problem(f"unknown PDF variant {variant!r}", file="dispatch.toml",
+                        line=ws.settings.line("campaign", "pdf_variant"), column="pdf_variant",
+                        hint=f"use one of {', '.join(pdf_variants())}, or \"\" for a plain PDF")]
+    return []
+
+
+def _wording_problems(versions: LetterVersions) -> list[Problem]:
+    """A version in a language dispatch has no words for must bring its own salutation and page label."""
+    problems = []
+    for version in versions.all():
+        missing = [key for key in ("salutation", "page_label") if not getattr(version, key)]
+        if i18n.has_wording(version.language) or not missing:
+            continue
+        problems.append(Problem(
+            f"dispatch does not know how to say {' and '.join(missing)} in "
+            f"{i18n.language_name(version.language)} ({version.language!r})",
+            file=f"letters/{version.path.name}", line=1,
+            hint="add them to the front matter, e.g. salutation: \"Exzellenz,\" and "
+                 "page_label: \"Seite {page} von {pages}\""))
+    return problems
+
+
+def _fallback_warnings(campaign: Campaign) -> list[Problem]:
+    """Recipients whose language has no version of the letter: they get the letter as written."""
+    missing: dict[str, list[Recipient]] = defaultdict(list)
+    for recipient in campaign.recipients.rows:
+        language = campaign.language_of(recipient)
+        if not campaign.versions.has(language):
+            missing[language].append(recipient)
+    letter = campaign.letter
+    problems = []
+    for language, rows in sorted(missing.items()):
+        ids = ", ".join(r.id for r in rows[:12]) + (", ..." if len(rows) > 12 else "")
+        problems.append(Problem(
+            f"{len(rows)} recipient(s) in {i18n.language_name(language)} ({language!r}) get the "
+            f"{i18n.language_name(letter.language)} letter: {ids}",
+            file=campaign.recipients.file, line=rows[0].line, column="language", severity="warning",
+            hint=f"add letters/{letter.name}.{language}.md to send them a translation"))
+    return problems
 
 
 def _address_warnings(table: RecipientTable) -> list[Problem]:
@@ -186,13 +272,33 @@ def check(ws: Workspace, letter: str | None = None,
     return found, problems
 
 
+def resolve_pdf_variant(ws: Workspace, pdf_variant: str | None = None) -> str | None:
+    """The PDF variant to write: the one asked for, else [campaign] pdf_variant; None for a plain PDF."""
+    if pdf_variant is None:  # an unknown one in dispatch.toml is reported by validation
+        return ws.settings.pdf_variant or None
+    if pdf_variant in ("", "none"):
+        return None
+    if pdf_variant not in pdf_variants():
+        raise RenderError(f"unknown PDF variant {pdf_variant!r}",
+                          hint=f"use one of {', '.join(pdf_variants())}, or 'none' for a plain PDF")
+    return pdf_variant
+
+
+def render_digest(ws: Workspace, pdf_variant: str | None) -> str:
+    """What every letter's content key shares (see freshness.letter_key): templates/, the engine and dispatch
+    versions, and the kind of PDF written. render and send both key letters with it."""
+    return templates_digest(ws.templates, engine_version(), f"dispatch {__version__}",
+                            f"pdf_variant {pdf_variant or 'plain'}")
+
+
 def open_journal(ws: Workspace) -> Journal:
     return Journal(ws.journal_file, shown=ws.relative(ws.journal_file))
 
 
 def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None, fmt: str = "pdf",
            jobs: int | None = None, force: bool = False, renderer: PdfRenderer | None = None,
-           journal: Journal | None = None, on_start: Callable[[int, int], None] | None = None,
+           journal: Journal | None = None, pdf_variant: str | None = None,
+           on_start: Callable[[int, int], None] | None = None,
            on_progress: Callable[[RenderedLetter], None] | None = None) -> RenderSummary:
     """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically.
 
@@ -201,12 +307,16 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     the renderer given. on_start is told how many letters will be rendered and how many are up to
     date; on_progress sees each rendered letter. The first letter that cannot be rendered stops the
     run: it is in summary.failed, and the letters finished before it are kept and recorded.
+
+    pdf_variant (default: [campaign] pdf_variant) makes archival PDFs, e.g. "pdf/a-3u"; "none" makes plain
+    ones. A renderer given brings its own variant.
     """
     if fmt not in FORMATS:
         raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
     if fmt == "html":
         return _render_html(ws, letter, only, on_start, on_progress)
-    digest = templates_digest(ws.templates, engine_version(), f"dispatch {__version__}")
+    variant = renderer.pdf_variant if renderer is not None else resolve_pdf_variant(ws, pdf_variant)
+    digest = render_digest(ws, variant)
     keys: dict[str, str] = {}
     campaign, warnings = check(ws, letter, lambda r, html: keys.__setitem__(r.id, letter_key(digest, html)))
     chosen = campaign.recipients.select(only)
@@ -233,7 +343,7 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
             return summary
         merger = campaign.merger()
         todo = (Job(recipient.id, merger.html(recipient), target) for recipient, target, _ in plan)
-        with PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer) as pool:
+        with PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer, pdf_variant=variant) as pool:
             for (recipient, target, reason), done in zip(plan, pool.render(todo, count=len(plan))):
                 if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
                     summary.failed.append(done.problem)
@@ -651,7 +761,7 @@ class SendRun:
             for recipient in stale:
                 pdfs[recipient.id] = (campaign.output_dir / f"{recipient.id}.pdf").read_bytes()
         notes = CoverNotes(ws.templates, attachment=settings.get("email", "attachment"),
-                           filters={"date": lambda value, language="en": format_letter_date(value, language)})
+                           filters={"date": lambda value, language="en": i18n.format_letter_date(value, language)})
         items = []
         for recipient, reason in choice.to_send:
             note = notes.render(merger.variables(recipient), recipient.id)
@@ -664,12 +774,12 @@ class SendRun:
             items.append(Item(recipient.id, build_message(draft), sha256(data), reason, recipient.get("email")))
         return SendPlan(campaign, choice, items, warnings, rendered=len(stale))
 
-    def _current_pdfs(self, campaign: Campaign, merger: Merger,
+    def _current_pdfs(self, campaign: Campaign, merger: VersionMerger,
                       recipients: list[Recipient]) -> tuple[dict[str, bytes], list[Recipient]]:
         """The PDFs on disk that are up to date (same content key as their latest render, same bytes),
         and the recipients whose letter must be rendered first."""
         ws = campaign.workspace
-        digest = templates_digest(ws.templates, engine_version(), f"dispatch {__version__}")
+        digest = render_digest(ws, resolve_pdf_variant(ws))
         rendered = self.journal.latest(campaign.letter_name, ["rendered"])
         pdfs: dict[str, bytes] = {}
         stale: list[Recipient] = []

@@ -170,7 +170,10 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
            jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1,
                                                        help="Letters rendered at once (default: one per CPU).",
                                                        show_default=False)] = None,
-           force: Annotated[bool, typer.Option("--force", help="Render every letter, even those up to date.")] = False) -> None:
+           force: Annotated[bool, typer.Option("--force", help="Render every letter, even those up to date.")] = False,
+           pdf_variant: Annotated[Optional[str], typer.Option(
+               "--pdf-variant", help="Archival PDF variant, e.g. pdf/a-3u, or 'none' for a plain PDF "
+                                     "(default: [campaign] pdf_variant in dispatch.toml).")] = None) -> None:
     """Render one letter per recipient into out/<letter>/<id>.pdf (only those new or changed)."""
     ws = _workspace()
     started = time.monotonic()
@@ -192,7 +195,7 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
                 out.print(f"{result.path.name}: {result.reason}, {result.pages} page(s)", markup=False)
 
         summary = campaign.render(ws, letter=letter, only=only, fmt=fmt, jobs=jobs, force=force,
-                                  on_start=on_start, on_progress=on_progress)
+                                  pdf_variant=pdf_variant, on_start=on_start, on_progress=on_progress)
     for problem in summary.failed or ([] if state.quiet else summary.warnings):
         _print_problem(problem)
     elapsed = time.monotonic() - started

@@ -1,23 +1,40 @@
-"""Read a letter: YAML front matter between '---' lines, then a Markdown body (may use Jinja2)."""
+"""Read a letter: YAML front matter between '---' lines, then a Markdown body (may use Jinja2).
+
+A letter may have translations beside it, letters/<name>.<language>.md (letters/appeal.fr.md). A
+translation's front matter may leave out what it shares with the letter (date, signatories, ...).
+Each recipient gets the version in its language, or the letter itself when there is none.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import difflib
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
 from .errors import LetterError
+from .i18n import page_label_problem
 from .models import Letter
 
-FIELDS = ("title", "subject", "place", "date", "template", "senders", "signatories", "language")
+FIELDS = ("title", "subject", "place", "date", "template", "senders", "signatories", "language",
+          "salutation", "page_label")
 REQUIRED = ("subject", "date")
 DEFAULT_TEMPLATE = "letter.html.j2"
+LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 
 
-def read_letter(path: Path, *, name: str | None = None) -> Letter:
-    """Read letters/<name>.md. Raises LetterError with the file and line of the problem."""
+def read_letter(path: Path, *, name: str | None = None, base: Letter | None = None,
+                language: str = "") -> Letter:
+    """Read letters/<name>.md. Raises LetterError with the file and line of the problem.
+
+    With base (the letter a translation translates), fields the file leaves out are taken from base.
+    language is the letter's language unless its front matter says otherwise.
+    """
     shown = name or f"letters/{path.name}"
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -60,7 +77,7 @@ def read_letter(path: Path, *, name: str | None = None) -> Letter:
             close = difflib.get_close_matches(str(key), FIELDS, n=1)
             raise LetterError(f"unknown front matter field '{key}'", file=shown, line=line_of(str(key)),
                               hint=f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(FIELDS)}")
-    for key in REQUIRED:
+    for key in REQUIRED if base is None else ():
         if not meta.get(key):
             raise LetterError(f"front matter has no '{key}'", file=shown, line=1,
                               hint=f"add a line '{key}: ...' between the --- lines")
@@ -93,10 +110,21 @@ def read_letter(path: Path, *, name: str | None = None) -> Letter:
         date = date.date()
     if not isinstance(date, dt.date):
         date = text_field("date")
-    body = "\n".join(lines[end + 1:])
+    written_in = text_field("language", "").strip()
+    if written_in and not LANGUAGE_CODE.match(written_in):
+        raise LetterError(f"unknown language {written_in!r}", file=shown, line=line_of("language"),
+                          hint="use a two-letter ISO 639-1 code in lower case, e.g. en, fr, es, ar")
+    if written_in and base is not None and written_in != language:
+        raise LetterError(f"the file name says the letter is in {language!r}, its front matter says {written_in!r}",
+                          file=shown, line=line_of("language"),
+                          hint="rename the file or remove the 'language' line")
+    page_label = text_field("page_label")
+    if page_label and (problem := page_label_problem(page_label)):
+        raise LetterError(problem, file=shown, line=line_of("page_label"),
+                          hint='write it like "Seite {page} von {pages}"')
     subject = text_field("subject")
-    return Letter(
-        name=path.stem,
+    letter = Letter(
+        name=path.name.split(".", 1)[0],
         path=path,
         title=text_field("title", subject),
         subject=subject,
@@ -105,7 +133,75 @@ def read_letter(path: Path, *, name: str | None = None) -> Letter:
         template=text_field("template", DEFAULT_TEMPLATE),
         senders=list_field("senders"),
         signatories=list_field("signatories"),
-        body=body,
+        body="\n".join(lines[end + 1:]),
         body_line=end + 2,
-        extra={"language": text_field("language", "")},
+        extra={"language": written_in},
+        language=written_in or language,
+        salutation=text_field("salutation"),
+        page_label=page_label,
     )
+    if base is None:
+        return letter
+    inherited = {key: getattr(base, key) for key in _INHERITED if key not in meta}
+    if "title" not in meta and "subject" in meta:
+        inherited.pop("title", None)  # a translated subject is a better title than the original's
+    return dataclasses.replace(letter, **inherited)
+
+
+# Front matter a translation may leave out: it is the same in every language unless said otherwise.
+_INHERITED = ("title", "subject", "place", "date", "template", "senders", "signatories")
+
+
+@dataclass(frozen=True)
+class LetterVersions:
+    """A letter and its translations, by language."""
+
+    letter: Letter
+    translations: Mapping[str, Letter]
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return (self.letter.language, *sorted(self.translations))
+
+    def all(self) -> list[Letter]:
+        return [self.letter, *(self.translations[code] for code in sorted(self.translations))]
+
+    def choose(self, language: str) -> Letter:
+        """The version in this language, or the letter itself when it has no such translation."""
+        return self.translations.get(language, self.letter)
+
+    def has(self, language: str) -> bool:
+        return language == self.letter.language or language in self.translations
+
+
+def translation_files(letters: Path, name: str) -> dict[str, Path]:
+    """letters/<name>.<language>.md files, by language."""
+    found = {}
+    for path in sorted(letters.glob(f"{glob_escape(name)}.*.md")):
+        code = path.name[len(name) + 1:-len(".md")]
+        if LANGUAGE_CODE.match(code):
+            found[code] = path
+    return found
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def read_letter_versions(path: Path, *, name: str | None = None, language: str = "en") -> LetterVersions:
+    """Read letters/<name>.md and every letters/<name>.<language>.md beside it.
+
+    language is the letter's language when its front matter does not name one (the campaign's).
+    A translation in the letter's own language is an error: which one would win?
+    """
+    shown = name or f"letters/{path.name}"
+    letter = read_letter(path, name=shown, language=language)
+    translations = {}
+    for code, translated in translation_files(path.parent, path.name[:-len(".md")]).items():
+        translated_shown = str(Path(shown).with_name(translated.name))
+        if code == letter.language:
+            raise LetterError(f"a translation into {code!r}, the language the letter is written in",
+                              file=translated_shown,
+                              hint=f"remove one of the two, or set 'language:' in {shown} to the letter's language")
+        translations[code] = read_letter(translated, name=translated_shown, base=letter, language=code)
+    return LetterVersions(letter, translations)

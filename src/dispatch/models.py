@@ -79,6 +79,9 @@ class Letter:
     body: str
     body_line: int  # line of the file where the body starts
     extra: Mapping[str, object] = field(default_factory=dict)
+    language: str = ""  # ISO 639-1 code of the language the letter is written in
+    salutation: str = ""  # replaces the language's usual salutation
+    page_label: str = ""  # replaces the language's "Page {page} of {pages}"
 
     @property
     def author(self) -> str:

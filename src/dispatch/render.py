@@ -8,8 +8,6 @@ Two Jinja2 environments, both sandboxed and strict about undefined names:
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import hashlib
 import logging
 import contextlib
@@ -24,20 +22,16 @@ from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 import jinja2
-from babel.core import UnknownLocaleError
-from babel.dates import format_date
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from . import i18n
 from .errors import RenderError, TemplateError
 from .models import Letter, Recipient
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SALUTATION = "Your Excellency,"
-# Locales used for dates where the bare language would pick a regional style that letters do not use.
-DATE_LOCALES = {"en": "en_GB"}
 # Limits that stop a template from running away: output size, arithmetic that builds huge values, time.
 MAX_OUTPUT_CHARS = 2_000_000
 TIME_BUDGET_SECONDS = 10.0
@@ -95,16 +89,6 @@ def markdown_escape(value: Any) -> Any:
     return "\\\n".join(escaped)  # a backslash at the end of a line is a hard line break
 
 
-@functools.lru_cache(maxsize=256)
-def format_letter_date(value: dt.date | str, language: str) -> str:
-    if isinstance(value, dt.date):
-        try:
-            return format_date(value, format="long", locale=DATE_LOCALES.get(language, language))
-        except (ValueError, LookupError, UnknownLocaleError):  # an unknown language is reported by validation
-            return value.isoformat()
-    return str(value)
-
-
 @dataclass(frozen=True)
 class MergeContext:
     """What every recipient of one letter shares: the letter, the sender and the page settings."""
@@ -130,7 +114,8 @@ class Merger:
                 lambda name: (padded_body, letter_file, lambda: True) if name == letter_file else None),
             autoescape=False, finalize=markdown_escape, undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-        self.body_env.filters["date"] = _date_filter
+        self.body_env.filters["date"] = lambda value, language=None: i18n.format_letter_date(
+            value, language or letter.language or context.default_language)
         self.layout_env = layout_environment(templates)
         self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": False})
         # Most letters merge to the same Markdown for every recipient: convert each distinct text once.
@@ -157,19 +142,24 @@ class Merger:
         fields.update(recipient.fields)
         for column in ("addressee", "title", "ambassador", "address", "salutation", "regional_group", "email"):
             fields.setdefault(column, "")
-        language = fields.get("language") or ctx.default_language
         letter = ctx.letter
+        # The language of the version this recipient gets (its own, or the letter's when there is none).
+        language = letter.language or fields.get("language") or ctx.default_language
+        words = i18n.wording(language, salutation=letter.salutation, page_label=letter.page_label)
         values: dict[str, Any] = {k: v for k, v in fields.items() if k.isidentifier()}
         values.update(
             recipient=fields,
             language=language,
-            salutation=fields.get("salutation") or DEFAULT_SALUTATION,
+            direction=i18n.direction(language),
+            salutation=fields.get("salutation") or words.salutation,
+            page_label=Markup(i18n.page_label_css(words.page_label)),
+            comma=words.comma,
             addressee_lines=list(recipient.addressee_lines),
             sender=dict(ctx.sender),
             page_size=ctx.page_size,
             letter={
                 "name": letter.name, "title": letter.title, "subject": letter.subject, "place": letter.place,
-                "date": format_letter_date(letter.date, language), "senders": list(letter.senders),
+                "date": i18n.format_letter_date(letter.date, language), "senders": list(letter.senders),
                 "signatories": list(letter.signatories), "author": letter.author,
             },
         )
@@ -225,7 +215,7 @@ class Merger:
 
 
 def _date_filter(value: Any, language: str = "en") -> str:
-    return format_letter_date(value, language)
+    return i18n.format_letter_date(value, language)
 
 
 def generate_limited(template: jinja2.Template, variables: Mapping[str, Any], *, where: str, too_long: str) -> str:
@@ -344,6 +334,13 @@ _STYLESHEET_LINK = re.compile(
 _NOT_REUSABLE = ("!important", "@counter-style", "@layer")
 
 
+def pdf_variants() -> tuple[str, ...]:
+    """The PDF variants WeasyPrint can write: pdf/a-3u, pdf/a-2b, pdf/ua-1, ..."""
+    from weasyprint.pdf import VARIANTS
+
+    return tuple(VARIANTS)
+
+
 class PdfRenderer:
     """Writes PDFs with WeasyPrint. One instance per process: it keeps what every letter shares.
 
@@ -351,11 +348,19 @@ class PdfRenderer:
     <link rel="stylesheet"> to a file in templates/ is parsed on first use, then taken out of every
     later document and passed to WeasyPrint already parsed. A renderer assumes templates/ does not
     change while it lives (a render run, a worker process).
+
+    pdf_variant (e.g. "pdf/a-3u") makes archival PDFs; they are also tagged for accessibility.
     """
 
-    def __init__(self, templates: Path) -> None:
+    def __init__(self, templates: Path, *, pdf_variant: str | None = None) -> None:
         import weasyprint
         from weasyprint.text.fonts import FontConfiguration
+
+        if pdf_variant and pdf_variant not in pdf_variants():
+            raise RenderError(f"unknown PDF variant {pdf_variant!r}",
+                              hint=f"use one of {', '.join(pdf_variants())}, or leave it empty for a plain PDF")
+        self.pdf_variant = pdf_variant or None
+        self.options = {"pdf_variant": pdf_variant, "pdf_tags": True} if pdf_variant else {}
 
         # Font subsets carry a timestamp; a fixed one makes the same letter give the same bytes.
         os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
@@ -401,8 +406,8 @@ class PdfRenderer:
             html, stylesheets = self._reuse_stylesheets(html)
             document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
             rendered = document.render(font_config=self.font_config, stylesheets=stylesheets,
-                                       custom_metadata=True)
-            data = rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch")
+                                       custom_metadata=True, **self.options)
+            data = rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch", **self.options)
         except FatalURLFetchingError as exc:
             raise RenderError(str(exc), file="templates/",
                               hint="templates may only use files inside templates/ (fonts, images, CSS)") from None

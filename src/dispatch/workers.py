@@ -67,13 +67,13 @@ class Done:
 _renderer: PdfRenderer | None = None
 
 
-def _start_worker(templates: str, log_levels: dict[str, int]) -> None:
+def _start_worker(templates: str, log_levels: dict[str, int], pdf_variant: str | None) -> None:
     global _renderer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (see PdfPool.close)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     for name, level in log_levels.items():  # the same verbosity as the command that started us
         logging.getLogger(name or None).setLevel(level)
-    _renderer = PdfRenderer(Path(templates))
+    _renderer = PdfRenderer(Path(templates), pdf_variant=pdf_variant)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -129,9 +129,13 @@ class PdfPool:
     """
 
     def __init__(self, templates: Path, jobs: int | None = None, *, window: int | None = None,
-                 renderer: PdfRenderer | None = None) -> None:
-        """renderer, if given, renders in this process whenever it renders here (one worker, one document)."""
+                 renderer: PdfRenderer | None = None, pdf_variant: str | None = None) -> None:
+        """renderer, if given, renders in this process whenever it renders here (one worker, one document).
+
+        pdf_variant (e.g. "pdf/a-3u") is the kind of PDF every worker writes; a renderer given has its own.
+        """
         self.templates = templates
+        self.pdf_variant = renderer.pdf_variant if renderer is not None else pdf_variant
         self.jobs = max(1, jobs or default_jobs())
         self.window = max(self.jobs + 1, window or 2 * self.jobs)
         self._executor: ProcessPoolExecutor | None = None
@@ -165,7 +169,7 @@ class PdfPool:
     def _render_here(self, jobs: Iterable[Job]) -> Iterator[Done]:
         for job in jobs:
             if self._local is None:
-                self._local = PdfRenderer(self.templates)
+                self._local = PdfRenderer(self.templates, pdf_variant=self.pdf_variant)
             yield _render(self._local, job)
 
     def start(self) -> None:
@@ -179,7 +183,7 @@ class PdfPool:
                       for name in ("", "weasyprint", "fontTools")}
             self._executor = ProcessPoolExecutor(
                 max_workers=self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                initargs=(str(self.templates), levels))
+                initargs=(str(self.templates), levels, self.pdf_variant))
             with _workers_skip_main_script():  # processes are started by submit(): start them all here
                 for _ in range(self.jobs):
                     self._executor.submit(_ready)

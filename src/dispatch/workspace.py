@@ -24,6 +24,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "output": (str, "out"),
         "page_size": (str, "A4"),
         "language": (str, "en"),
+        "pdf_variant": (str, ""),
     },
     "sender": {
         "name": (str, ""),
@@ -80,6 +81,7 @@ class Settings:
     """The values of dispatch.toml, with defaults filled in."""
 
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[tuple[str, str], int] = field(default_factory=dict)  # (section, key) -> line in the file
 
     def get(self, section: str, key: str) -> Any:
         return self.values.get(section, {}).get(key, SCHEMA[section][key][1])
@@ -95,6 +97,13 @@ class Settings:
     @property
     def language(self) -> str:
         return self.get("campaign", "language")
+
+    @property
+    def pdf_variant(self) -> str:
+        return self.get("campaign", "pdf_variant")
+
+    def line(self, section: str, key: str) -> int | None:
+        return self.lines.get((section, key))
 
     def section(self, name: str) -> dict[str, Any]:
         return {key: self.get(name, key) for key in SCHEMA[name]}
@@ -190,6 +199,7 @@ def read_settings(path: Path) -> Settings:
         raise SettingsError(f"{problem[:1].lower()}{problem[1:]}", file=name, line=line, column=column,
                             hint="check the TOML syntax: key = \"value\", one per line, under [section] headers") from None
     values: dict[str, dict[str, Any]] = {}
+    lines: dict[tuple[str, str], int] = {}
     for section, table in data.items():
         if section not in SCHEMA:
             raise SettingsError(f"unknown section [{section}]", file=name, line=_line_of(text, None, section),
@@ -212,6 +222,8 @@ def read_settings(path: Path) -> Settings:
                                     line=_line_of(text, section, key),
                                     hint=f"for example: {key} = {_example(kind, SCHEMA[section][key][1])}")
             values[section][key] = value
+            if (number := _line_of(text, section, key)) is not None:
+                lines[(section, key)] = number
     for (section, key), allowed in CHOICES.items():
         value = values.get(section, {}).get(key, SCHEMA[section][key][1])
         if value not in allowed:
@@ -224,7 +236,7 @@ def read_settings(path: Path) -> Settings:
         if key in smtp and not low <= smtp[key] <= high:
             raise SettingsError(f"{key} must be between {low} and {high}, not {smtp[key]!r}", file=name,
                                 line=_line_of(text, "smtp", key))
-    return Settings(values)
+    return Settings(values, lines)
 
 
 def _example(kind: type, default: Any) -> str:
