@@ -62,3 +62,16 @@ def test_locked_journal_is_reported(tmp_path):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_find_by_sha256(tmp_path):
+    with Journal(tmp_path / "dispatch.db") as journal:
+        journal.record("letter", "NA", "rendered", sha256="ab" * 32)
+        journal.record("letter", "NA", "sending", sha256="ab" * 32, message_id="<1@x>")
+        journal.record("letter", "NA", "sent", sha256="ab" * 32, message_id="<1@x>")
+        journal.record("letter", "NA", "failed", sha256="ab" * 32)  # not a record of the file: ignored
+        journal.record("letter", "FR", "rendered", sha256="cd" * 32)
+        found = journal.find_by_sha256("ab" * 32)
+        assert [(e.recipient, e.kind) for e in found] == [("NA", "rendered"), ("NA", "sending"), ("NA", "sent")]
+        assert [e.recipient for e in journal.find_by_sha256("cd" * 32)] == ["FR"]
+        assert journal.find_by_sha256("ef" * 32) == []

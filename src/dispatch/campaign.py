@@ -5,6 +5,7 @@ Collaborators (the PDF renderer, a progress callback) are passed in, so tests ca
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -34,7 +35,8 @@ from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version,
 from .runlock import RunLock
 from .sending import Choice, Item, SendSummary, choose, execute, settle_interrupted
 from .status import StatusRow, delivery_text
-from .workers import Job, PdfPool
+from .workers import Done, Job, PdfPool
+from .signing import Signer
 from .workspace import Workspace, open_workspace
 
 log = logging.getLogger(__name__)
@@ -284,11 +286,12 @@ def resolve_pdf_variant(ws: Workspace, pdf_variant: str | None = None) -> str | 
     return pdf_variant
 
 
-def render_digest(ws: Workspace, pdf_variant: str | None) -> str:
+def render_digest(ws: Workspace, pdf_variant: str | None, *, signed: bool = False) -> str:
     """What every letter's content key shares (see freshness.letter_key): templates/, the engine and dispatch
-    versions, and the kind of PDF written. render and send both key letters with it."""
+    versions, and the kind of PDF written (its variant, signed or not). render and send both key letters
+    with it. A signed PDF differs at each signing; its key does not, so it stays up to date."""
     return templates_digest(ws.templates, engine_version(), f"dispatch {__version__}",
-                            f"pdf_variant {pdf_variant or 'plain'}")
+                            f"pdf_variant {pdf_variant or 'plain'}", f"signed {signed}")
 
 
 def open_journal(ws: Workspace) -> Journal:
@@ -297,7 +300,7 @@ def open_journal(ws: Workspace) -> Journal:
 
 def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None, fmt: str = "pdf",
            jobs: int | None = None, force: bool = False, renderer: PdfRenderer | None = None,
-           journal: Journal | None = None, pdf_variant: str | None = None,
+           journal: Journal | None = None, pdf_variant: str | None = None, signer: Signer | None = None,
            on_start: Callable[[int, int], None] | None = None,
            on_progress: Callable[[RenderedLetter], None] | None = None) -> RenderSummary:
     """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically.
@@ -309,14 +312,15 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     run: it is in summary.failed, and the letters finished before it are kept and recorded.
 
     pdf_variant (default: [campaign] pdf_variant) makes archival PDFs, e.g. "pdf/a-3u"; "none" makes plain
-    ones. A renderer given brings its own variant.
+    ones. A renderer given brings its own variant. With a signer, each PDF is signed once rendered (in
+    this process, where the key is), and the journal keeps the signed file's hash.
     """
     if fmt not in FORMATS:
         raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
     if fmt == "html":
         return _render_html(ws, letter, only, on_start, on_progress)
     variant = renderer.pdf_variant if renderer is not None else resolve_pdf_variant(ws, pdf_variant)
-    digest = render_digest(ws, variant)
+    digest = render_digest(ws, variant, signed=signer is not None)
     keys: dict[str, str] = {}
     campaign, warnings = check(ws, letter, lambda r, html: keys.__setitem__(r.id, letter_key(digest, html)))
     chosen = campaign.recipients.select(only)
@@ -348,8 +352,17 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
                 if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
                     summary.failed.append(done.problem)
                     break
+                signed = {}
+                if signer is not None:
+                    try:
+                        done = _sign(signer, campaign.version_for(recipient), done)
+                    except DispatchError as exc:
+                        summary.failed.append(exc.problem)
+                        break
+                    signed = {"signed_by": signer.name}
                 journal.record(campaign.letter_name, recipient.id, "rendered", sha256=done.sha256, size=done.size,
-                               pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target))
+                               pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target),
+                               **signed)
                 result = RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256)
                 summary.rendered.append(result)
                 if on_progress:
@@ -358,6 +371,13 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
         if own_journal:
             journal.close()
     return summary
+
+
+def _sign(signer: Signer, version: Letter, done: Done) -> Done:
+    """Sign a rendered PDF in place (a new signing time each time); the Done then describes the signed file."""
+    data = signer.sign(done.target.read_bytes(), reason=version.subject, location=version.place or None)
+    write_atomic(done.target, data)
+    return dataclasses.replace(done, size=len(data), sha256=sha256(data))
 
 
 def _render_html(ws: Workspace, letter: str | None, only: list[str] | None,
@@ -779,14 +799,17 @@ class SendRun:
         """The PDFs on disk that are up to date (same content key as their latest render, same bytes),
         and the recipients whose letter must be rendered first."""
         ws = campaign.workspace
-        digest = render_digest(ws, resolve_pdf_variant(ws))
+        variant = resolve_pdf_variant(ws)
+        digests = {signed: render_digest(ws, variant, signed=signed) for signed in (False, True)}
         rendered = self.journal.latest(campaign.letter_name, ["rendered"])
         pdfs: dict[str, bytes] = {}
         stale: list[Recipient] = []
         for recipient in recipients:
             path = campaign.output_dir / f"{recipient.id}.pdf"
             event = rendered.get(recipient.id)
-            key = letter_key(digest, merger.html(recipient))
+            # A letter signed when rendered is as current as an unsigned one: sending does not sign.
+            signed = bool(event and event.data.get("signed_by"))
+            key = letter_key(digests[signed], merger.html(recipient))
             if reason_to_render(key, path, event.data if event else None) is not None:
                 stale.append(recipient)
             else:

@@ -25,11 +25,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__, campaign
 from .errors import DispatchError, Problem, SendError
+from .signing import Signer, open_signer, read_key_file
 from .status import FORMATS as STATUS_FORMATS
 from .status import delivery_text
 from .status import to_csv as status_csv
 from .status import to_json as status_json
 from .status import to_table as status_table
+from .verify import read_trust, verify_files
 
 StatusFormat = enum.Enum("StatusFormat", {name: name for name in STATUS_FORMATS}, type=str)
 from .workspace import Workspace, open_workspace
@@ -155,12 +157,46 @@ def _progress() -> Progress:
                     disable=state.quiet or not err.is_terminal, transient=True)
 
 
-def _render_line(summary: campaign.RenderSummary, fmt: str, where: str, elapsed: float) -> str:
+SIGN_PASSWORD_VARIABLE = "DISPATCH_SIGN_PASSWORD"
+KEYRING_SERVICE = "dispatch-signing-key"
+
+
+def _secret(variable: str, keyring_service: str, keyring_user: str, prompt: str) -> str | None:
+    """A password from the environment, else the system keyring (when installed), else a hidden prompt."""
+    if variable in os.environ:
+        return os.environ[variable]
+    try:
+        import keyring  # optional: used when installed and a password is stored
+
+        stored = keyring.get_password(keyring_service, keyring_user)
+    except Exception:  # no keyring module or no usable back end: ask instead
+        stored = None
+    if stored is not None:
+        return stored
+    try:
+        return typer.prompt(prompt, hide_input=True, default="", show_default=False, err=True)
+    except (typer.Abort, EOFError):
+        return None
+
+
+def _signer(key_file: Path | None) -> Signer | None:
+    if key_file is None:
+        return None
+    data = read_key_file(key_file)  # a wrong file name is reported before the password is asked for
+    password = _secret(SIGN_PASSWORD_VARIABLE, KEYRING_SERVICE, str(key_file.resolve()),
+                       f"Password of {key_file.name}")
+    return open_signer(key_file, password, data=data)
+
+
+def _render_line(summary: campaign.RenderSummary, fmt: str, where: str, elapsed: float,
+                 signer: Signer | None = None) -> str:
     if fmt == "html":
         return f"rendered {len(summary.rendered)} HTML file(s) into {where}/ in {elapsed:.1f} s"
     reasons = ", ".join(f"{count} {reason}" for reason, count in summary.reasons().items())
+    signed = f", signed by {signer.name}" if signer is not None else ""
     return (f"rendered {len(summary.rendered)}" + (f" ({reasons})" if reasons else "")
-            + f", {summary.up_to_date} up to date, {len(summary.failed)} failed into {where}/ in {elapsed:.1f} s")
+            + f", {summary.up_to_date} up to date, {len(summary.failed)} failed{signed} into {where}/ "
+            + f"in {elapsed:.1f} s")
 
 
 @app.command()
@@ -173,9 +209,14 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
            force: Annotated[bool, typer.Option("--force", help="Render every letter, even those up to date.")] = False,
            pdf_variant: Annotated[Optional[str], typer.Option(
                "--pdf-variant", help="Archival PDF variant, e.g. pdf/a-3u, or 'none' for a plain PDF "
-                                     "(default: [campaign] pdf_variant in dispatch.toml).")] = None) -> None:
+                                     "(default: [campaign] pdf_variant in dispatch.toml).")] = None,
+           sign: Annotated[Optional[Path], typer.Option(
+               "--sign", metavar="KEYFILE.p12",
+               help=f"Sign each PDF with this PKCS#12 key (password from ${SIGN_PASSWORD_VARIABLE}, "
+                    "the system keyring, or a prompt).")] = None) -> None:
     """Render one letter per recipient into out/<letter>/<id>.pdf (only those new or changed)."""
     ws = _workspace()
+    signer = _signer(sign)
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("rendering", total=None, rate="")
@@ -195,13 +236,42 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
                 out.print(f"{result.path.name}: {result.reason}, {result.pages} page(s)", markup=False)
 
         summary = campaign.render(ws, letter=letter, only=only, fmt=fmt, jobs=jobs, force=force,
-                                  pdf_variant=pdf_variant, on_start=on_start, on_progress=on_progress)
+                                  pdf_variant=pdf_variant, signer=signer, on_start=on_start, on_progress=on_progress)
     for problem in summary.failed or ([] if state.quiet else summary.warnings):
         _print_problem(problem)
     elapsed = time.monotonic() - started
-    out.print(_render_line(summary, fmt, ws.relative(summary.output_dir), elapsed), markup=False)
+    out.print(_render_line(summary, fmt, ws.relative(summary.output_dir), elapsed, signer), markup=False)
     if summary.failed:
         raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def verify(files: Annotated[list[Path], typer.Argument(help="Signed PDF files to check.", show_default=False)],
+           trust: Annotated[Optional[list[Path]], typer.Option(
+               "--trust", metavar="CERT.pem",
+               help="A certificate the signer must chain to (repeatable); without it the signer is shown, "
+                    "not checked.")] = None) -> None:
+    """Check each PDF's signature and that it is the file the journal recorded as sent (or rendered)."""
+    ws = _workspace()
+    with campaign.open_journal(ws) as journal:
+        results = verify_files(files, journal, trust=read_trust(trust or []))
+    failed = 0
+    for result in results:
+        shown = ws.relative(result.path)
+        sig = result.signature
+        if sig.ok:
+            trusted = "trusted" if sig.trusted else "signer not checked against a trusted certificate"
+            out.print(f"{shown}: signature valid, signed by {sig.signer}, {trusted}", markup=False)
+        else:
+            out.print(f"{shown}: signature INVALID: {sig.problem}", markup=False)
+        mark = "matches" if result.event is not None else "does NOT match"
+        out.print(f"  {mark} the journal: {result.journal_note}", markup=False)
+        failed += not result.ok
+    if failed:
+        err.print(f"{failed} of {len(results)} file(s) failed verification", markup=False)
+        raise typer.Exit(1)
+    out.print(f"ok: {len(results)} file(s) verified", markup=False)
 
 
 @app.command()

@@ -72,6 +72,10 @@ class SendError(DispatchError):
     """Sending failed as a whole (connection, authentication, settings)."""
 
 
+class SignError(DispatchError):
+    """A signing key cannot be opened or a PDF cannot be signed."""
+
+
 class JournalError(DispatchError):
     """The journal (dispatch.db) cannot be read or written."""
 

@@ -49,6 +49,10 @@ class Event:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _events(rows: Iterable[tuple]) -> list[Event]:
+    return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+
 @dataclass(frozen=True)
 class EmailState:
     """Where one recipient's email stands, read from the journal."""
@@ -169,7 +173,20 @@ class Journal:
             rows = self._db.execute(query + " ORDER BY id", args).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from None
-        return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+        return _events(rows)
+
+    def find_by_sha256(self, digest: str, kinds: Iterable[str] = ("rendered", "sending", "sent")) -> list[Event]:
+        """Events whose file (a rendered PDF, an attachment being sent or sent) had this SHA-256, oldest first."""
+        kinds = list(kinds)
+        query = ("SELECT id, at, letter, recipient, kind, data FROM events "
+                 f"WHERE kind IN ({','.join('?' * len(kinds))}) "
+                 "AND json_extract(data, '$.sha256') = ? "
+                 "ORDER BY id")
+        try:
+            rows = self._db.execute(query, [*kinds, digest]).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return _events(rows)
 
     def latest(self, letter: str, kinds: Iterable[str]) -> dict[str, Event]:
         """The latest event of the given kinds for each recipient of a letter."""
