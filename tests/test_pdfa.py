@@ -93,3 +93,29 @@ def test_unknown_variant_is_refused(make_workspace, tmp_path):
         PdfRenderer(tmp_path, pdf_variant="pdf/a")
     assert str(caught.value) == "unknown PDF variant 'pdf/a'"
     assert "pdf/a-3u" in caught.value.hint
+
+
+def test_worker_processes_write_the_same_archival_pdfs_and_the_variant_is_in_the_key(make_workspace):
+    folder = make_workspace([row("NA", "Namibia"), row("FR", "France"), row("DE", "Germany")])
+    out = folder / "out" / "letter"
+    summary = campaign.render(ws(folder), jobs=2)  # worker processes: pdf/a-3u from dispatch.toml
+    assert [r.reason for r in summary.rendered] == ["new"] * 3
+    in_workers = {path.name: path.read_bytes() for path in sorted(out.glob("*.pdf"))}
+    with pikepdf.open(out / "NA.pdf") as pdf:
+        assert pdf.open_metadata()[f"{XMP_PDFAID}part"] == "3" and "/StructTreeRoot" in pdf.Root
+    assert campaign.render(ws(folder), jobs=2).up_to_date == 3
+    plain = campaign.render(ws(folder), jobs=2, pdf_variant="none")
+    assert [r.reason for r in plain.rendered] == ["changed"] * 3  # another kind of PDF: rendered again
+    with pikepdf.open(out / "NA.pdf") as pdf:
+        assert "/StructTreeRoot" not in pdf.Root
+    here = campaign.render(ws(folder), jobs=1)  # back to pdf/a-3u, in this process
+    assert [r.reason for r in here.rendered] == ["changed"] * 3
+    assert {path.name: path.read_bytes() for path in sorted(out.glob("*.pdf"))} == in_workers
+
+
+def test_an_unknown_variant_on_the_command_line_is_refused_before_rendering(make_workspace):
+    folder = make_workspace([row("NA", "Namibia")])
+    result = CliRunner().invoke(app, ["-C", str(folder), "render", "--pdf-variant", "pdf/a-9", "--jobs", "2"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: unknown PDF variant 'pdf/a-9'"
+    assert not (folder / "out" / "letter" / "NA.pdf").exists()

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from dispatch.cli import app
 from dispatch.journal import Journal
-from tests.conftest import row
+from tests.conftest import email_row, row
 
 PASSWORD = "correct horse battery staple"
 SIGNER = "Coalition Secretariat"
@@ -84,8 +84,8 @@ def signed_campaign(make_workspace, keys, monkeypatch):
     monkeypatch.setenv("DISPATCH_SIGN_PASSWORD", PASSWORD)
     result = run("-C", str(folder), "render", "--sign", str(keys[0]))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"rendered 2 PDF file(s), 2 pages, signed by {SIGNER} (Test Coalition) "
-                                    "into out/letter/ in ")
+    assert result.stdout.splitlines()[-1].startswith(
+        f"rendered 2 (2 new), 0 up to date, 0 failed, signed by {SIGNER} (Test Coalition) into out/letter/ in ")
     return folder
 
 
@@ -107,6 +107,40 @@ def test_signed_letter_verifies_and_the_journal_has_the_signed_hash(make_workspa
     assert lines[1].startswith("  matches the journal: the letter 'letter' rendered for NA on ")
     assert lines[1].endswith(" UTC (not sent yet)")
     assert lines[-1] == "ok: 2 file(s) verified"
+
+
+def test_signed_letters_stay_up_to_date_and_signing_is_part_of_the_key(make_workspace, keys, monkeypatch):
+    folder = signed_campaign(make_workspace, keys, monkeypatch)
+    pdf = folder / "out" / "letter" / "NA.pdf"
+    signed = pdf.read_bytes()
+    again = run("-C", str(folder), "render", "--sign", str(keys[0]))
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith("rendered 0, 2 up to date, 0 failed, signed by ")
+    assert pdf.read_bytes() == signed  # not signed again: the journal's hash is still the file's
+    assert run("-C", str(folder), "verify", str(pdf)).exit_code == 0
+    unsigned = run("-C", str(folder), "render", "--jobs", "2")  # not signed: another kind of PDF, rendered again
+    assert unsigned.exit_code == 0, unsigned.output
+    assert unsigned.stdout.splitlines()[-1].startswith("rendered 2 (2 changed), 0 up to date, 0 failed into ")
+    assert b"/ETSI.CAdES.detached" not in pdf.read_bytes()
+    resigned = run("-C", str(folder), "render", "--sign", str(keys[0]), "--jobs", "2")
+    assert resigned.stdout.splitlines()[-1].startswith("rendered 2 (2 changed), 0 up to date, 0 failed, signed by ")
+    assert run("-C", str(folder), "verify", "out/letter/NA.pdf", "out/letter/FR.pdf").exit_code == 0
+
+
+def test_send_attaches_the_signed_letters_without_rendering_them_again(make_workspace, keys, monkeypatch):
+    folder = make_workspace([email_row("NA", "Namibia", "na@example.org")],
+                            settings='[smtp]\nsender = "coordinator@example.org"\n')
+    monkeypatch.setenv("DISPATCH_SIGN_PASSWORD", PASSWORD)
+    assert run("-C", str(folder), "render", "--sign", str(keys[0])).exit_code == 0
+    signed = (folder / "out" / "letter" / "NA.pdf").read_bytes()
+    result = run("-C", str(folder), "send", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == "dry run: wrote 1 message(s) to out/letter/outbox/; nothing was sent"
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.default).parsebytes((folder / "out/letter/outbox/NA.eml").read_bytes())
+    assert list(message.iter_attachments())[0].get_content() == signed
 
 
 def test_a_letter_altered_by_one_byte_fails(make_workspace, keys, monkeypatch):
@@ -148,7 +182,7 @@ def test_trust_and_journal_states(make_workspace, keys, monkeypatch):
     assert sent.exit_code == 0 and sent.stdout.splitlines()[1].startswith(
         "  matches the journal: the letter 'letter' sent to NA on ")
     # Rendered again (a new signature, new bytes): the new file is not what was sent.
-    assert run("-C", str(folder), "render", "--only", "NA", "--sign", str(p12)).exit_code == 0
+    assert run("-C", str(folder), "render", "--only", "NA", "--sign", str(p12), "--force").exit_code == 0
     again = run("-C", str(folder), "verify", str(pdf), str(old))
     assert again.exit_code == 1
     lines = again.stdout.splitlines()
@@ -161,7 +195,7 @@ def test_an_older_rendering_that_was_never_sent_fails(make_workspace, keys, monk
     pdf = folder / "out" / "letter" / "FR.pdf"
     old = folder / "old-FR.pdf"
     old.write_bytes(pdf.read_bytes())
-    assert run("-C", str(folder), "render", "--only", "FR", "--sign", str(keys[0])).exit_code == 0
+    assert run("-C", str(folder), "render", "--only", "FR", "--sign", str(keys[0]), "--force").exit_code == 0
     result = run("-C", str(folder), "verify", str(old))
     assert result.exit_code == 1
     assert result.stdout.splitlines()[1] == ("  does NOT match the journal: an older rendering of the letter 'letter' "
