@@ -63,7 +63,10 @@ To {{ state }}, {{ mission }}, {{ ambassador }}, {{ title }}.
     for value in hostile.values():
         for line in value.split("\n"):
             assert "".join(line.split()) in squeezed, line
-    assert "49" not in text
+    # {{ 7*7 }} was printed, not computed: no 49 outside the URLs (whose port and temporary folder
+    # are random digits and may hold a 49).
+    outside_urls = squeezed.replace(base, " ").replace(secret.as_uri(), " ")
+    assert "{{7*7}}" in outside_urls and "49" not in outside_urls
     assert "TOP SECRET" not in text
     assert hits == []
 
