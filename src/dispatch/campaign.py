@@ -30,7 +30,7 @@ from .mailer import (Draft, Mailer, Outcome, SmtpSettings, addresses, build_mess
 from .mailer import smtp_settings as mailer_settings
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import (Layouts, MergeContext, Merger, PdfRenderer, engine_version, pdf_variants,
+from .render import (Layouts, MergeContext, Merger, PdfRenderer, check_pdf_variant, engine_version, pdf_variants,
                      remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
 from .sending import Choice, Item, SendSummary, choose, execute, settle_interrupted
@@ -278,12 +278,7 @@ def resolve_pdf_variant(ws: Workspace, pdf_variant: str | None = None) -> str | 
     """The PDF variant to write: the one asked for, else [campaign] pdf_variant; None for a plain PDF."""
     if pdf_variant is None:  # an unknown one in dispatch.toml is reported by validation
         return ws.settings.pdf_variant or None
-    if pdf_variant in ("", "none"):
-        return None
-    if pdf_variant not in pdf_variants():
-        raise RenderError(f"unknown PDF variant {pdf_variant!r}",
-                          hint=f"use one of {', '.join(pdf_variants())}, or 'none' for a plain PDF")
-    return pdf_variant
+    return None if pdf_variant in ("", "none") else check_pdf_variant(pdf_variant)
 
 
 def render_digest(ws: Workspace, pdf_variant: str | None, *, signed: bool = False) -> str:

@@ -341,6 +341,14 @@ def pdf_variants() -> tuple[str, ...]:
     return tuple(VARIANTS)
 
 
+def check_pdf_variant(pdf_variant: str) -> str:
+    """The variant, if WeasyPrint can write it; else a RenderError."""
+    if pdf_variant not in pdf_variants():
+        raise RenderError(f"unknown PDF variant {pdf_variant!r}",
+                          hint=f"use one of {', '.join(pdf_variants())}, or leave it empty for a plain PDF")
+    return pdf_variant
+
+
 class PdfRenderer:
     """Writes PDFs with WeasyPrint. One instance per process: it keeps what every letter shares.
 
@@ -356,9 +364,8 @@ class PdfRenderer:
         import weasyprint
         from weasyprint.text.fonts import FontConfiguration
 
-        if pdf_variant and pdf_variant not in pdf_variants():
-            raise RenderError(f"unknown PDF variant {pdf_variant!r}",
-                              hint=f"use one of {', '.join(pdf_variants())}, or leave it empty for a plain PDF")
+        if pdf_variant:
+            check_pdf_variant(pdf_variant)
         self.pdf_variant = pdf_variant or None
         self.options = {"pdf_variant": pdf_variant, "pdf_tags": True} if pdf_variant else {}
 
