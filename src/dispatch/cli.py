@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__, campaign
+from .credentials import stored_secret
 from .errors import DispatchError, Problem, SendError
 from .signing import Signer, open_signer, read_key_file
 from .status import FORMATS as STATUS_FORMATS
@@ -163,14 +164,7 @@ KEYRING_SERVICE = "dispatch-signing-key"
 
 def _secret(variable: str, keyring_service: str, keyring_user: str, prompt: str) -> str | None:
     """A password from the environment, else the system keyring (when installed), else a hidden prompt."""
-    if variable in os.environ:
-        return os.environ[variable]
-    try:
-        import keyring  # optional: used when installed and a password is stored
-
-        stored = keyring.get_password(keyring_service, keyring_user)
-    except Exception:  # no keyring module or no usable back end: ask instead
-        stored = None
+    stored = stored_secret(variable, keyring_service, keyring_user)
     if stored is not None:
         return stored
     try:

@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Mapping
 
 from email_validator import EmailNotValidError, validate_email
 
+from .credentials import stored_secret
 from .errors import SendError
 
 log = logging.getLogger(__name__)
@@ -124,14 +125,9 @@ def is_loopback(host: str) -> bool:
 
 def stored_password(settings: SmtpSettings, environ: Mapping[str, str] = os.environ) -> str | None:
     """The SMTP password from the environment, or the system keyring when one is installed; None if neither."""
-    if environ.get(PASSWORD_VARIABLE):
-        return environ[PASSWORD_VARIABLE]
-    try:
-        import keyring  # optional: used when installed and a keyring is available
-
-        return keyring.get_password(f"{KEYRING_SERVICE}:{settings.host}", settings.username)
-    except Exception:  # no keyring module, or no usable keyring back end
-        return None
+    if not environ.get(PASSWORD_VARIABLE):  # an empty variable counts as unset
+        environ = {k: v for k, v in environ.items() if k != PASSWORD_VARIABLE}
+    return stored_secret(PASSWORD_VARIABLE, f"{KEYRING_SERVICE}:{settings.host}", settings.username, environ)
 
 
 # --- building messages --------------------------------------------------------------------------
