@@ -6,6 +6,7 @@ Collaborators (the PDF renderer, a progress callback) are passed in, so tests ca
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 import hashlib
 import logging
@@ -30,12 +31,14 @@ from .mailer import (Draft, Mailer, Outcome, SmtpSettings, addresses, build_mess
 from .mailer import smtp_settings as mailer_settings
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import (Layouts, MergeContext, Merger, PdfRenderer, check_pdf_variant, engine_version, pdf_variants,
+from .render import (Layouts, Merged, MergeContext, Merger, PdfRenderer, check_pdf_variant, engine_version, pdf_variants,
                      remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
 from .sending import Choice, Item, SendSummary, choose, execute, settle_interrupted
 from .status import StatusRow, delivery_text
 from .workers import Done, Job, PdfPool
+from .regions import Parts
+from .rendering import Explanation, Order, render_letters
 from .signing import Signer
 from .workspace import Workspace, open_workspace
 
@@ -95,6 +98,9 @@ class VersionMerger:
     def html(self, recipient: Recipient) -> str:
         return self.for_recipient(recipient).html(recipient)
 
+    def merged(self, recipient: Recipient) -> Merged:
+        return self.for_recipient(recipient).merged(recipient)
+
     def variables(self, recipient: Recipient) -> dict:
         return self.for_recipient(recipient).variables(recipient)
 
@@ -141,7 +147,7 @@ def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
 
 
 def _validate(ws: Workspace, letter: str | None = None,
-              on_html: Callable[[Recipient, str], None] | None = None) -> tuple[list[Problem], Campaign | None]:
+              on_html: Callable[[Recipient, Merged], None] | None = None) -> tuple[list[Problem], Campaign | None]:
     """The problems, and the campaign when it could be read. on_html sees each merged letter."""
     problems: list[Problem] = _settings_problems(ws)
     versions = table = None
@@ -220,7 +226,7 @@ def _address_warnings(table: RecipientTable) -> list[Problem]:
                     hint="letters are still rendered; envelopes and labels need an address")]
 
 
-def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, str], None] | None = None) -> list[Problem]:
+def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, Merged], None] | None = None) -> list[Problem]:
     """Merge every row (HTML only) so a name a row does not define is found before rendering."""
     try:
         merger = campaign.merger()
@@ -232,17 +238,17 @@ def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, str], None
     problems = []
     for recipient in campaign.recipients.rows:
         try:
-            document = merger.html(recipient)
+            merged = merger.merged(recipient)
         except TemplateError as exc:
             key = (exc.problem.file, exc.problem.line, exc.problem.message.split(" (recipient")[0])
             seen[key].append(recipient)
             first.setdefault(key, exc)
             continue
-        missing = coverage.missing(html_text(document))
+        missing = coverage.missing(html_text(merged.html))
         if missing:
             problems.append(_glyph_problem(campaign, recipient, missing))
         elif on_html is not None:
-            on_html(recipient, document)
+            on_html(recipient, merged)
     for key, rows in seen.items():
         exc = first[key]
         message = key[2]
@@ -266,7 +272,7 @@ def _glyph_problem(campaign: Campaign, recipient: Recipient, missing: list[str])
 
 
 def check(ws: Workspace, letter: str | None = None,
-          on_html: Callable[[Recipient, str], None] | None = None) -> tuple[Campaign, list[Problem]]:
+          on_html: Callable[[Recipient, Merged], None] | None = None) -> tuple[Campaign, list[Problem]]:
     """Validate, refuse on any error, and return the campaign with the remaining warnings."""
     problems, found = _validate(ws, letter, on_html)
     if found is None or any(p.severity == "error" for p in problems):
@@ -296,15 +302,19 @@ def open_journal(ws: Workspace) -> Journal:
 def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None = None, fmt: str = "pdf",
            jobs: int | None = None, force: bool = False, renderer: PdfRenderer | None = None,
            journal: Journal | None = None, pdf_variant: str | None = None, signer: Signer | None = None,
+           layers: bool = True, explanation: Explanation | None = None,
            on_start: Callable[[int, int], None] | None = None,
            on_progress: Callable[[RenderedLetter], None] | None = None) -> RenderSummary:
     """Validate, then write out/<letter>/<id>.pdf (or .html) for each chosen recipient, atomically.
 
     PDFs are rendered only when new or changed since they were last rendered (see freshness.py), or
     all of them with force; by `jobs` worker processes (default: one per CPU), or in this process by
-    the renderer given. on_start is told how many letters will be rendered and how many are up to
-    date; on_progress sees each rendered letter. The first letter that cannot be rendered stops the
-    run: it is in summary.failed, and the letters finished before it are kept and recorded.
+    the renderer given. Letters that differ only inside their variable regions are rendered layered
+    (one master per group, regions laid over it; see layers.py) unless layers is False; explanation,
+    if given, is filled with the groups and the letters rendered whole and why. on_start is told how
+    many letters will be rendered and how many are up to date; on_progress sees each rendered letter.
+    The first letter that cannot be rendered stops the run: it is in summary.failed, and the letters
+    finished before it are kept and recorded.
 
     pdf_variant (default: [campaign] pdf_variant) makes archival PDFs, e.g. "pdf/a-3u"; "none" makes plain
     ones. A renderer given brings its own variant. With a signer, each PDF is signed once rendered (in
@@ -317,7 +327,19 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     variant = renderer.pdf_variant if renderer is not None else resolve_pdf_variant(ws, pdf_variant)
     digest = render_digest(ws, variant, signed=signer is not None)
     keys: dict[str, str] = {}
-    campaign, warnings = check(ws, letter, lambda r, html: keys.__setitem__(r.id, letter_key(digest, html)))
+    parts: dict[str, tuple[str | None, tuple[str, ...], str]] = {}  # id -> group, region contents, head
+    shared: dict[str, Parts] = {}  # group -> the parts of its first letter
+
+    def remember(recipient: Recipient, merged: Merged) -> None:
+        keys[recipient.id] = letter_key(digest, merged.html)
+        if layers:
+            split = merged.parts()
+            group = split.group if split.names else None
+            if group is not None and group not in shared:
+                shared[group] = split
+            parts[recipient.id] = (group, split.contents, split.head)
+
+    campaign, warnings = check(ws, letter, remember)
     chosen = campaign.recipients.select(only)
     summary = RenderSummary(campaign.letter_name, campaign.output_dir, warnings=warnings)
     out = campaign.output_dir
@@ -327,7 +349,7 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
         journal = open_journal(ws)
     try:
         previous = journal.latest(campaign.letter_name, ["rendered"])
-        plan = []
+        plan = {}
         for recipient in chosen:
             target = out / f"{recipient.id}.pdf"
             event = previous.get(recipient.id)
@@ -335,15 +357,18 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
             if reason is None:
                 summary.up_to_date += 1
             else:
-                plan.append((recipient, target, reason))
+                plan[recipient.id] = (recipient, target, reason)
         if on_start:
             on_start(len(plan), summary.up_to_date)
         if not plan:
             return summary
         merger = campaign.merger()
-        todo = (Job(recipient.id, merger.html(recipient), target) for recipient, target, _ in plan)
+        orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), "")))
+                  for rid, (recipient, target, _) in plan.items()]
         with PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer, pdf_variant=variant) as pool:
-            for (recipient, target, reason), done in zip(plan, pool.render(todo, count=len(plan))):
+            for done in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant,
+                                       explanation=explanation):
+                recipient, target, reason = plan[done.name]
                 if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
                     summary.failed.append(done.problem)
                     break

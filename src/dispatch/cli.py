@@ -207,9 +207,16 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
            sign: Annotated[Optional[Path], typer.Option(
                "--sign", metavar="KEYFILE.p12",
                help=f"Sign each PDF with this PKCS#12 key (password from ${SIGN_PASSWORD_VARIABLE}, "
-                    "the system keyring, or a prompt).")] = None) -> None:
+                    "the system keyring, or a prompt).")] = None,
+           no_layers: Annotated[bool, typer.Option(
+               "--no-layers", help="Render every letter whole, not as a shared master with the recipient's "
+                                   "regions laid over it.")] = False,
+           explain: Annotated[bool, typer.Option(
+               "--explain", help="Then list the groups of letters rendered layered, their regions, and the "
+                                 "letters rendered whole and why.")] = False) -> None:
     """Render one letter per recipient into out/<letter>/<id>.pdf (only those new or changed)."""
     ws = _workspace()
+    explanation = campaign.Explanation()
     signer = _signer(sign)
     started = time.monotonic()
     with _progress() as progress:
@@ -230,13 +237,42 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
                 out.print(f"{result.path.name}: {result.reason}, {result.pages} page(s)", markup=False)
 
         summary = campaign.render(ws, letter=letter, only=only, fmt=fmt, jobs=jobs, force=force,
-                                  pdf_variant=pdf_variant, signer=signer, on_start=on_start, on_progress=on_progress)
+                                  pdf_variant=pdf_variant, signer=signer, layers=not no_layers,
+                                  explanation=explanation, on_start=on_start, on_progress=on_progress)
     for problem in summary.failed or ([] if state.quiet else summary.warnings):
         _print_problem(problem)
     elapsed = time.monotonic() - started
+    if explain and fmt == "pdf":
+        for line in _explain_lines(explanation, len(summary.rendered)):
+            out.print(line, markup=False)
     out.print(_render_line(summary, fmt, ws.relative(summary.output_dir), elapsed, signer), markup=False)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _explain_lines(explanation: campaign.Explanation, rendered: int) -> list[str]:
+    """What `render --explain` prints: each group and its regions, then the letters rendered whole."""
+    if not rendered:
+        return ["nothing rendered, nothing to explain (--force renders every letter again)"]
+    lines = []
+    for number, group in enumerate(explanation.groups, start=1):
+        head = f"group {number}: {len(group.members)} letter(s), first {group.members[0]}"
+        if group.reason:
+            lines.append(f"{head}: rendered whole, because {group.reason}")
+            continue
+        lines.append(f"{head}: one master of {group.master_pages} page(s), regions laid over it:")
+        for name, width, height, pages in group.regions:
+            shown = ", ".join(str(p) for p in pages)
+            lines.append(f"  {name}: {width:.1f} × {height:.1f} mm, page{'s' if len(pages) > 1 else ''} {shown}")
+    whole = explanation.whole
+    lines.append(f"layered: {rendered - len(whole)} letter(s); rendered whole: {len(whole)}")
+    reasons: dict[str, list[str]] = {}
+    for name, reason in whole.items():
+        reasons.setdefault(reason, []).append(name)
+    for reason, names in reasons.items():
+        listed = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+        lines.append(f"  {listed}: {reason}")
+    return lines
 
 
 @app.command()

@@ -27,8 +27,9 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from . import i18n
-from .errors import RenderError, TemplateError
+from .errors import Problem, RenderError, TemplateError
 from .models import Letter, Recipient
+from .regions import Marks, Parts
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,10 @@ class Merger:
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
         self.body_env.filters["date"] = lambda value, language=None: i18n.format_letter_date(
             value, language or letter.language or context.default_language)
-        self.layout_env = layout_environment(templates)
+        # The letter layout's regions are marked as it is loaded (see regions.py): one merge gives both
+        # the whole letter and its parts.
+        self.marks = Marks()
+        self.layout_env = layout_environment(templates, marks=(self.marks, letter.template))
         self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": False})
         # Most letters merge to the same Markdown for every recipient: convert each distinct text once.
         self._converted: dict[str, str] = {}
@@ -176,9 +180,14 @@ class Merger:
         return Markup(html)
 
     def html(self, recipient: Recipient) -> str:
+        """The recipient's letter, as HTML."""
+        return self.merged(recipient).html
+
+    def merged(self, recipient: Recipient) -> "Merged":
+        """The recipient's letter, whole or in parts (shared layout and regions)."""
         variables = self.variables(recipient)
         variables["body"] = self.body_html(recipient, variables)
-        return self._run(self.layout_template, variables, recipient)
+        return Merged(self._run(self.layout_template, variables, recipient), self.marks)
 
     def _run(self, template: jinja2.Template, variables: Mapping[str, Any], recipient: Recipient) -> str:
         where = self.letter_file if template is self.body_template else f"templates/{template.name}"
@@ -230,11 +239,49 @@ def generate_limited(template: jinja2.Template, variables: Mapping[str, Any], *,
         return "".join(parts)
 
 
-def layout_environment(templates: Path) -> SandboxedEnvironment:
-    """The sandboxed, HTML-escaping, strict Jinja2 environment for the files in templates/."""
-    env = LimitedSandbox(loader=jinja2.FileSystemLoader(str(templates)), autoescape=True,
-                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+class Merged:
+    """One merged letter, with its region marks: the whole letter (html), or its parts (parts())."""
+
+    __slots__ = ("marked", "marks", "_html")
+
+    def __init__(self, marked: str, marks: Marks) -> None:
+        self.marked, self.marks, self._html = marked, marks, None
+
+    @property
+    def html(self) -> str:
+        if self._html is None:
+            self._html = self.marks.whole(self.marked)
+        return self._html
+
+    def parts(self) -> Parts:
+        return self.marks.split(self.marked)
+
+
+class _MarkingLoader(jinja2.FileSystemLoader):
+    """Loads templates/ files; the letter layout's source with its regions marked."""
+
+    def __init__(self, templates: Path, marks: Marks, name: str) -> None:
+        super().__init__(str(templates))
+        self.marks, self.name = marks, name
+
+    def get_source(self, environment, template):
+        source, filename, uptodate = super().get_source(environment, template)
+        if template == self.name:
+            source = self.marks.mark_source(source, f"templates/{template}")
+        return source, filename, uptodate
+
+
+def layout_environment(templates: Path, *, marks: tuple[Marks, str] | None = None) -> SandboxedEnvironment:
+    """The sandboxed, HTML-escaping, strict Jinja2 environment for the files in templates/.
+
+    marks: (the run's Marks, the letter layout's name), to mark that layout's regions.
+    """
+    loader = _MarkingLoader(templates, *marks) if marks else jinja2.FileSystemLoader(str(templates))
+    env = LimitedSandbox(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                         trim_blocks=True, lstrip_blocks=True)
     env.filters["date"] = _date_filter
+    if marks:
+        env.globals[Marks.FUNCTION] = lambda name, end: Markup(marks[0].mark(name, end))
     return env
 
 
@@ -406,24 +453,61 @@ class PdfRenderer:
 
         return _STYLESHEET_LINK.sub(take, html[:head_end]) + html[head_end:], sheets
 
-    def render(self, html: str) -> Pdf:
+    def layout(self, html: str, *, plain: bool = False):
+        """The laid-out WeasyPrint document of html (plain: without this renderer's PDF variant and tags)."""
         from weasyprint.urls import FatalURLFetchingError
 
         try:
             html, stylesheets = self._reuse_stylesheets(html)
             document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
-            rendered = document.render(font_config=self.font_config, stylesheets=stylesheets,
-                                       custom_metadata=True, **self.options)
-            data = rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch", **self.options)
+            return document.render(font_config=self.font_config, stylesheets=stylesheets, custom_metadata=True,
+                                   **({} if plain else self.options))
         except FatalURLFetchingError as exc:
             raise RenderError(str(exc), file="templates/",
                               hint="templates may only use files inside templates/ (fonts, images, CSS)") from None
         except OSError as exc:  # WeasyPrint writes fonts to the temporary folder while it works
-            raise RenderError(f"cannot render a PDF: {exc.strerror or exc}",
-                              hint="check that the disk is not full, the temporary folder (TMPDIR) included") from None
+            raise _disk_error(exc) from None
+
+    def write(self, rendered, *, plain: bool = False) -> bytes:
+        """The PDF of a document laid out by layout()."""
+        try:
+            return rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch",
+                                      **({} if plain else self.options))
+        except OSError as exc:
+            raise _disk_error(exc) from None
+
+    def metadata(self, head: str):
+        """The PDF metadata WeasyPrint takes from an HTML <head> (title, authors, description, keywords...)."""
+        from weasyprint.html import get_html_metadata
+        from weasyprint.pdf.metadata import DocumentMetadata
+
+        document = self._weasyprint.HTML(string=head + "</head><body></body></html>", base_url=self.base_url,
+                                         url_fetcher=self.fetcher)
+        return DocumentMetadata(**get_html_metadata(document))
+
+    def render(self, html: str) -> Pdf:
+        rendered = self.layout(html)
+        data = self.write(rendered)
         anchors = {name: (index, *(value * MM_PER_PX for value in box))
                    for index, page in enumerate(rendered.pages) for name, box in page.anchors.items()}
         return Pdf(data=data, pages=len(rendered.pages), anchors=anchors)
+
+
+def _disk_error(exc: OSError) -> RenderError:
+    return RenderError(f"cannot render a PDF: {exc.strerror or exc}",
+                       hint="check that the disk is not full, the temporary folder (TMPDIR) included")
+
+
+@dataclass(frozen=True)
+class Done:
+    """What became of one letter or document: the PDF written (pages, size, sha256), or the problem that stopped it."""
+
+    name: str
+    target: Path
+    pages: int = 0
+    size: int = 0
+    sha256: str = ""
+    problem: Problem | None = None
 
 
 def with_base(html: str, templates: Path) -> str:

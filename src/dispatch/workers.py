@@ -26,10 +26,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import DispatchError, Problem, RenderError
-from .render import PdfRenderer, sha256, write_atomic
+from .render import Done, PdfRenderer, sha256, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,8 @@ class Job:
     html: str
     target: Path
 
-
-@dataclass(frozen=True)
-class Done:
-    """What became of one job: the PDF written (pages, size, sha256), or the problem that stopped it."""
-
-    name: str
-    target: Path
-    pages: int = 0
-    size: int = 0
-    sha256: str = ""
-    problem: Problem | None = None
+    def run(self, renderer: PdfRenderer) -> Done:
+        return _render(renderer, self)
 
 
 # The renderer of this worker process (built once by _start_worker).
@@ -95,8 +86,8 @@ def _render(renderer: PdfRenderer, job: Job) -> Done:
     return Done(job.name, job.target, pdf.pages, len(pdf.data), sha256(pdf.data))
 
 
-def _render_in_worker(job: Job) -> Done:
-    return _render(_renderer, job)
+def _render_in_worker(job):
+    return job.run(_renderer)
 
 
 def _ready() -> int:
@@ -141,8 +132,8 @@ class PdfPool:
         self._executor: ProcessPoolExecutor | None = None
         self._local: PdfRenderer | None = renderer
 
-    def render(self, jobs: Iterable[Job], *, count: int | None = None) -> Iterator[Done]:
-        """Render the jobs, yielding one Done per job in the order given.
+    def render(self, jobs: Iterable[Any], *, count: int | None = None) -> Iterator[Any]:
+        """Run the jobs, yielding each one's result (job.run(renderer)) in the order given: a Done for a Job.
 
         count, when known, lets a single document render in this process instead of starting workers.
         """
@@ -170,7 +161,7 @@ class PdfPool:
         for job in jobs:
             if self._local is None:
                 self._local = PdfRenderer(self.templates, pdf_variant=self.pdf_variant)
-            yield _render(self._local, job)
+            yield job.run(self._local)
 
     def start(self) -> None:
         """Start the worker processes now (they take about a second to import WeasyPrint)."""

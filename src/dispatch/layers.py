@@ -1,0 +1,680 @@
+"""Layered rendering: lay out what recipients share once, then lay each recipient's regions over it.
+
+As print shops do variable-data printing. Recipients whose letters differ only inside their regions
+(see regions.py) form a group. For each group:
+
+1. The master: the letter with its regions emptied is laid out and written once. Each empty region
+   holds a marker, a 1 px square of a colour of its own; in the PDF the marker's drawing is replaced by
+   a call to a "slot", a form XObject the size of the region (grown by SLOT_BLEED), filled per recipient.
+   So a region's text comes in the page's content exactly where the full letter has it (same reading
+   order, same text extraction).
+2. The overlays: many recipients per WeasyPrint document, one page ("sheet") per recipient, each
+   region placed at exactly its box in the master, styled by the same stylesheets, inside copies of the
+   elements that contain it in the letter (so their inherited styles and selectors apply).
+3. Each recipient's PDF: a copy of the master whose slots draw that recipient's sheet, with the
+   recipient's own metadata (title, subject, keywords, custom fields, XMP), written atomically.
+
+Guards: every region must have a fixed height and be found at the same place on every page it shows
+on; in the overlay it must land on its master box, look the same (font, size, colour, alignment...),
+and its content must fit in its box. A recipient (or a whole group) that fails a guard gets a
+FellBack with the reason, and is rendered whole instead (see campaign.render).
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from html.parser import HTMLParser
+from typing import Any, Sequence
+
+from .errors import DispatchError, RenderError
+from .render import Done, PdfRenderer, sha256, write_atomic
+from .regions import ATTRIBUTE, Parts
+
+PT_PER_PX = 0.75
+SLOT_BLEED = 3.0  # pt: ink that may pass a region's box (italic overhang, descenders); pt
+TOLERANCE = 0.05  # px: how far an overlay box may be from its master box
+MARKER = (7, 11, 13)  # + slot number on the blue channel
+MAX_SLOTS = 200
+# What decides how a region's text looks: compared between the master and the overlay.
+STYLE_KEYS = ("font_family", "font_size", "font_weight", "font_style", "font_stretch", "font_variant_caps",
+              "line_height", "color", "text_align_all", "text_align_last", "direction", "letter_spacing",
+              "word_spacing", "text_transform", "text_indent", "white_space", "hyphens", "lang",
+              "padding_top", "padding_right", "padding_bottom", "padding_left", "border_top_width",
+              "border_left_width", "text_decoration_line", "font_feature_settings", "font_kerning")
+
+
+def supports(pdf_variant: str | None) -> str | None:
+    """None when letters of this PDF variant can be layered, else why not."""
+    if not pdf_variant or re.fullmatch(r"pdf/a-[1-4][bu]", pdf_variant):
+        return None
+    return f"{pdf_variant} needs every word tagged in the structure of the page: rendered whole"
+
+
+def _variant_parts(pdf_variant: str | None) -> tuple[int, str] | None:
+    match = re.fullmatch(r"pdf/a-([1-4])([bu])", pdf_variant or "")
+    return (int(match.group(1)), match.group(2).upper()) if match else None
+
+
+def master_html(parts: Parts) -> str:
+    """The shared HTML with a marker in each region (slot k's marker has blue MARKER[2] + k)."""
+    r, g, b = MARKER
+    return parts.fill_slots(lambda k: (
+        f'<span data-dispatch-slot="{k}" style="display:inline-block;width:1px;height:1px;'
+        f'background-color:rgb({r},{g},{b + k})"></span>'))
+
+
+@dataclass(frozen=True)
+class Element:
+    """An element of the letter as the overlay needs to copy it: tag and attributes."""
+
+    tag: str
+    attrs: tuple[tuple[str, str], ...]
+
+    def start(self, extra: str = "") -> str:
+        attrs = "".join(f' {k}="{htmllib.escape(v)}"' for k, v in self.attrs)
+        return f"<{self.tag}{attrs}{extra}>"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one region sits in the master: its border box in px from the page's top-left corner."""
+
+    index: int
+    name: str
+    pages: tuple[int, ...]
+    x: float
+    y: float
+    width: float
+    height: float
+    element: Element
+    ancestors: tuple[Element, ...]  # from <body> down to the region's parent (body included)
+    style: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Master:
+    """One group's master: the PDF with empty slots, and what the overlays need to fill them."""
+
+    group: str
+    pdf: bytes
+    pages: int
+    page_width: float  # px
+    page_height: float
+    html_element: Element
+    head: str  # the master's <head> content without <title>/<meta>: stylesheets and <style>
+    slots: tuple[Slot, ...]
+    pdf_variant: str | None = None
+
+
+@dataclass(frozen=True)
+class FellBack:
+    """A recipient (or group) that is rendered whole, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MasterJob:
+    """Lay out and write one group's master."""
+
+    group: str
+    html: str
+    count: int  # recipients in the group (for messages)
+
+    def run(self, renderer: PdfRenderer) -> Master | FellBack:
+        reason = supports(renderer.pdf_variant)
+        if reason:
+            return FellBack(self.group, reason)
+        try:
+            document = renderer.layout(self.html)
+            slots, size = _find_slots(document)
+            pdf = _with_slots(renderer.write(document), slots, size[1])
+        except _Unfit as exc:
+            return FellBack(self.group, str(exc))
+        except DispatchError as exc:  # rendered whole, the letter reports it with its name
+            return FellBack(self.group, exc.problem.message)
+        root = document.pages[0]._page_box.children[0].element
+        return Master(self.group, pdf, len(document.pages), size[0], size[1], _element(root),
+                      _head_for_overlay(self.html), tuple(slots), renderer.pdf_variant)
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One recipient's part of an overlay job."""
+
+    name: str
+    target: Path
+    contents: tuple[str, ...]  # each slot's content (HTML)
+    head: str  # the recipient's own <head>, for the PDF's metadata
+
+
+@dataclass(frozen=True)
+class OverlayJob:
+    """Lay out the regions of several recipients of one group, and write each one's PDF."""
+
+    master: Master
+    letters: tuple[Letter, ...]
+
+    def run(self, renderer: PdfRenderer) -> list:
+        return _overlay(renderer, self.master, self.letters)
+
+
+class _Unfit(Exception):
+    """The layout cannot be layered (the message says why)."""
+
+
+def _walk(box):
+    if type(box).__name__ == "AbsolutePlaceholder":
+        box = box._box  # an absolutely positioned box stands in the tree behind a placeholder
+    yield box
+    for child in getattr(box, "children", None) or ():
+        yield from _walk(child)
+
+
+def _region_boxes(page_box) -> list[Any]:
+    """The boxes of elements with data-variable, outermost only, in painting order of the tree."""
+    found, seen = [], set()
+    for box in _walk(page_box):
+        element = getattr(box, "element", None)
+        if element is None or element.get(ATTRIBUTE) is None or id(element) in seen:
+            continue
+        if type(box).__name__ in ("LineBox", "TextBox"):
+            continue
+        seen.add(id(element))
+        found.append(box)
+    return found
+
+
+def _style(box) -> tuple[str, ...]:
+    return tuple(repr(box.style[key]) for key in STYLE_KEYS)
+
+
+def _element(element) -> Element:
+    return Element(str(element.tag), tuple((str(k), str(v)) for k, v in element.attrib.items()))
+
+
+def _find_slots(document) -> tuple[list[Slot], tuple[float, float]]:
+    first = document.pages[0]._page_box
+    size = (first.margin_width(), first.margin_height())
+    root = first.children[0].element
+    parents = {child: parent for parent in root.iter() for child in parent}
+    by_index: dict[int, dict[str, Any]] = {}
+    for number, page in enumerate(document.pages):
+        page_box = page._page_box
+        if (page_box.margin_width(), page_box.margin_height()) != size:
+            raise _Unfit("the pages are not all the same size")
+        for box in _region_boxes(page_box):
+            element = box.element
+            name = element.get(ATTRIBUTE)
+            marker = next((e for e in element.iter() if e.get("data-dispatch-slot") is not None), None)
+            if marker is None:
+                raise _Unfit(f"region {name!r} has no slot")
+            if box.style["height"] == "auto":
+                raise _Unfit(f"region {name!r} has no fixed height in the stylesheet, so its content could move "
+                             "the rest of the letter")
+            index = int(marker.get("data-dispatch-slot"))
+            rect = (box.border_box_x(), box.border_box_y(), box.border_width(), box.border_height())
+            known = by_index.get(index)
+            if known is None:
+                chain, node = [], parents.get(element)
+                while node is not None and node is not root:
+                    chain.append(_element(node))
+                    node = parents.get(node)
+                by_index[index] = {"name": name, "pages": [number], "rect": rect, "element": _element(element),
+                                   "ancestors": tuple(reversed(chain)), "style": _style(box)}
+            elif any(abs(a - b) > TOLERANCE for a, b in zip(rect, known["rect"])):
+                raise _Unfit(f"region {name!r} is not at the same place on every page")
+            else:
+                known["pages"].append(number)
+    if not by_index:
+        raise _Unfit("the layout has no regions (data-variable)")
+    if len(by_index) > MAX_SLOTS:
+        raise _Unfit(f"the layout has more than {MAX_SLOTS} regions")
+    slots = [Slot(index, v["name"], tuple(v["pages"]), *v["rect"], v["element"], v["ancestors"], v["style"])
+             for index, v in sorted(by_index.items())]
+    for a in slots:
+        for b in slots:
+            if a.index < b.index and _overlap(a, b):
+                raise _Unfit(f"regions {a.name!r} and {b.name!r} overlap")
+    return slots, size
+
+
+def _overlap(a: Slot, b: Slot) -> bool:
+    return a.x < b.x + b.width and b.x < a.x + a.width and a.y < b.y + b.height and b.y < a.y + a.height
+
+
+def _head_for_overlay(html: str) -> str:
+    """The master's stylesheets (<link> and <style>) for the overlay's <head>."""
+    head = html[:max(html.find("</head>"), 0)]
+    return "\n".join(re.findall(r"<link\b[^>]*>|<style\b[^>]*>.*?</style>", head, re.S | re.I))
+
+
+# ---- the master PDF: markers become slots ----
+
+def _with_slots(data: bytes, slots: Sequence[Slot], page_height_px: float) -> bytes:
+    """The master PDF with each marker's drawing replaced by a call to its slot's form XObject."""
+    import pikepdf
+
+    height = page_height_px * PT_PER_PX
+    by_index = {slot.index: slot for slot in slots}
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        forms = {}
+        for slot in slots:
+            x0, x1 = slot.x * PT_PER_PX - SLOT_BLEED, (slot.x + slot.width) * PT_PER_PX + SLOT_BLEED
+            y0 = height - (slot.y + slot.height) * PT_PER_PX - SLOT_BLEED
+            y1 = height - slot.y * PT_PER_PX + SLOT_BLEED
+            forms[slot.index] = pdf.make_stream(b"/Sheet Do", Type=pikepdf.Name.XObject,
+                                                Subtype=pikepdf.Name.Form, BBox=[x0, y0, x1, y1],
+                                                Resources=pikepdf.Dictionary(XObject=pikepdf.Dictionary()))
+        for number, page in enumerate(pdf.pages):
+            expected = {s.index for s in slots if number in s.pages}
+            found = _replace_markers(pdf, page, by_index)
+            if sorted(found) != sorted(expected):
+                raise _Unfit("a region's place in the page could not be found in the PDF "
+                             "(inside a transparent or transformed element?)")
+            if found:
+                resources = page.obj.get("/Resources")
+                if "/XObject" not in resources:
+                    resources.XObject = pikepdf.Dictionary()
+                for index in found:
+                    resources.XObject[f"/DispatchSlot{index}"] = forms[index]
+        out = io.BytesIO()
+        pdf.save(out, deterministic_id=True)
+        return out.getvalue()
+
+
+def _replace_markers(pdf, page, slots: dict) -> list[int]:
+    import pikepdf
+
+    r, g, b = (c / 255 for c in MARKER)
+    operations = pikepdf.parse_content_stream(page)
+    found, out, stack = [], [], []
+    ctm = pikepdf.Matrix()
+    i = 0
+    while i < len(operations):
+        operands, operator = operations[i]
+        op = str(operator)
+        if op == "q":
+            stack.append(ctm)
+        elif op == "Q":
+            ctm = stack.pop() if stack else pikepdf.Matrix()
+        elif op == "cm":
+            ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
+        elif op == "rg" and len(operands) == 3:
+            red, green, blue = (float(v) for v in operands)
+            index = round((blue - b) * 255)
+            if abs(red - r) < 5e-4 and abs(green - g) < 5e-4 and abs(blue - b - index / 255) < 5e-4 \
+                    and index in slots:
+                end = next((j for j in range(i + 1, min(i + 10, len(operations)))
+                            if str(operations[j][1]) in ("f", "f*")), None)
+                if end is not None:
+                    inverse = ctm.inverse()
+                    out += [pikepdf.ContentStreamInstruction([], pikepdf.Operator("q")),
+                            pikepdf.ContentStreamInstruction(list(inverse.shorthand), pikepdf.Operator("cm")),
+                            pikepdf.ContentStreamInstruction([pikepdf.Name(f"/DispatchSlot{index}")],
+                                                             pikepdf.Operator("Do")),
+                            pikepdf.ContentStreamInstruction([], pikepdf.Operator("Q"))]
+                    found.append(index)
+                    i = end + 1
+                    continue
+        out.append(pikepdf.ContentStreamInstruction(operands, operator) if not isinstance(
+            operations[i], pikepdf.ContentStreamInlineImage) else operations[i])
+        i += 1
+    if found:
+        page.obj.Contents = pdf.make_stream(pikepdf.unparse_content_stream(out))
+    return found
+
+
+# ---- the overlays ----
+
+_OVERLAY_CSS = """
+@page { size: %(w).6fpx %(h).6fpx !important; margin: 0 !important; %(boxes)s }
+[data-dispatch-wrap] { display: block !important; position: static !important; float: none !important;
+  margin: 0 !important; padding: 0 !important; border: 0 none !important; width: auto !important;
+  height: auto !important; min-width: 0 !important; min-height: 0 !important; max-width: none !important;
+  max-height: none !important; transform: none !important; columns: auto !important; overflow: visible !important;
+  background: none !important; break-before: auto !important; break-after: auto !important;
+  break-inside: auto !important; string-set: none !important; bookmark-level: none !important;
+  counter-reset: none !important; counter-increment: none !important; outline: none !important; }
+[data-dispatch-wrap]::before, [data-dispatch-wrap]::after, [data-dispatch-wrap]::marker { content: none !important; }
+[data-dispatch-sheet] { display: block !important; position: relative !important; margin: 0 !important;
+  padding: 0 !important; border: 0 none !important; width: %(w).6fpx !important; height: %(h).6fpx !important;
+  overflow: visible !important; break-after: page !important; break-inside: avoid !important; }
+[data-dispatch-marker] { position: absolute !important; left: 0 !important; width: 1px !important;
+  height: 1px !important; margin: 0 !important; padding: 0 !important; border: 0 none !important;
+  background: rgb(%(marker)s) !important; }
+"""
+_MARGIN_BOXES = ("top-left-corner", "top-left", "top-center", "top-right", "top-right-corner", "right-top",
+                 "right-middle", "right-bottom", "bottom-right-corner", "bottom-right", "bottom-center",
+                 "bottom-left", "bottom-left-corner", "left-bottom", "left-middle", "left-top")
+SHEET_HEIGHT = 14000.0  # px: an overlay page holds as many letters' regions as fit (PDF pages stop at 14,400 pt)
+
+
+@dataclass(frozen=True)
+class _Bands:
+    """How the regions of many letters are stacked on tall overlay pages: one band per letter."""
+
+    top: float  # px: the highest region's top in the master
+    height: float  # px: one band
+    per_sheet: int
+
+    @classmethod
+    def of(cls, master: Master) -> "_Bands":
+        top = min(slot.y for slot in master.slots)
+        height = max(slot.y + slot.height for slot in master.slots) - top + 20  # 20 px apart
+        return cls(top, height, max(1, int(SHEET_HEIGHT // height)))
+
+    def offset(self, n: int) -> float:
+        """How far down (px) letter n's band moves its regions from their place in the master."""
+        return (n % self.per_sheet) * self.height - self.top + 10
+
+
+def overlay_html(master: Master, letters: Sequence[Letter]) -> str:
+    """The regions of the letters, each letter in a band of a tall page, each region preceded by a marker.
+
+    A region sits at its master x, and at its master y moved down by its band's offset, inside copies of
+    the elements that contain it in the letter. The markers (absolutely positioned, so painted in
+    document order with the regions) cut the page's content into one drawing per region.
+    """
+    bands = _Bands.of(master)
+    css = _OVERLAY_CSS % {"w": master.page_width, "h": SHEET_HEIGHT, "marker": ",".join(map(str, MARKER)),
+                          "boxes": " ".join(f"@{b} {{ content: none !important; }}" for b in _MARGIN_BOXES)}
+    css += "".join(
+        f'[data-dispatch-slot="{slot.index}"] {{ position: absolute !important; left: {slot.x:.6f}px !important; '
+        f"width: {slot.width:.6f}px !important; height: {slot.height:.6f}px !important; right: auto !important; "
+        "bottom: auto !important; margin: 0 !important; box-sizing: border-box !important; float: none !important; "
+        "transform: none !important; break-before: auto !important; break-after: auto !important; "
+        "z-index: auto !important; }\n" for slot in master.slots)
+    parts = ["<!DOCTYPE html>", master.html_element.start(), '<head><meta charset="utf-8">', master.head,
+             f"<style>{css}</style></head>"]
+    body = next((a for slot in master.slots for a in slot.ancestors[:1]), Element("body", ()))
+    parts.append(body.start(" data-dispatch-wrap"))
+    for n, letter in enumerate(letters):
+        if n % bands.per_sheet == 0:
+            parts.append(("</div>" if n else "") + "<div data-dispatch-sheet>")
+        offset = bands.offset(n)
+        for slot in master.slots:
+            parts.append(f'<div data-dispatch-marker style="top:{slot.y + offset:.6f}px"></div>')
+            for ancestor in slot.ancestors[1:]:
+                parts.append(ancestor.start(" data-dispatch-wrap"))
+            attrs = dict(slot.element.attrs)
+            attrs["style"] = (attrs.get("style", "").rstrip("; ") + f";top:{slot.y + offset:.6f}px!important").lstrip(";")
+            parts.append(Element(slot.element.tag, tuple(attrs.items())).start(
+                f' data-dispatch-placement="{n}" data-dispatch-slot="{slot.index}"'))
+            parts.append(letter.contents[slot.index])
+            parts.append(f"</{slot.element.tag}>")
+            for ancestor in reversed(slot.ancestors[1:]):
+                parts.append(f"</{ancestor.tag}>")
+    parts.append("</div></body></html>")
+    return "".join(parts)
+
+
+def _check_region(box, slot: Slot, offset: float, *, compare_style: bool) -> str | None:
+    """None when a region of the overlay sits on its master box (moved by offset) and fits; else the problem."""
+    if box is None:
+        return f"region {slot.name!r} could not be laid out on its own"
+    rect = (box.border_box_x(), box.border_box_y() - offset, box.border_width(), box.border_height())
+    if any(abs(a - b) > TOLERANCE for a, b in zip(rect, (slot.x, slot.y, slot.width, slot.height))):
+        return f"region {slot.name!r} does not land where it is in the letter"
+    if compare_style and _style(box) != slot.style:
+        changed = [k for k, a, b in zip(STYLE_KEYS, _style(box), slot.style) if a != b]
+        return (f"region {slot.name!r} looks different outside the letter ({', '.join(changed[:3])}): "
+                "its style depends on its neighbours")
+    overflow = _overflow(box)
+    return f"the {slot.name} does not fit in its box ({overflow})" if overflow else None
+
+
+def _overflow(region) -> str | None:
+    left, top = region.content_box_x(), region.content_box_y()
+    right, bottom = left + region.width, top + region.height
+    for box in _walk(region):
+        if box is region or not hasattr(box, "border_box_x"):
+            continue
+        x, y = box.border_box_x(), box.border_box_y()
+        w, h = box.border_width(), box.border_height()
+        kind = type(box).__name__
+        if kind not in ("TextBox", "InlineBox") and y + h > bottom + 0.5:  # glyphs may pass their line's height
+            return f"{(y + h - bottom) * PT_PER_PX:.1f} pt too tall"
+        if kind == "TextBox" and (x < left - 0.5 or x + w > right + 0.5):
+            return f"a line is {max(left - x, x + w - right) * PT_PER_PX:.1f} pt too wide"
+    return None
+
+
+def _placed_boxes(document) -> dict[tuple[int, int], Any]:
+    """(letter number, slot index) -> the region's box in the overlay document."""
+    found = {}
+    for page in document.pages:
+        for box in _walk(page._page_box):
+            element = getattr(box, "element", None)
+            if element is None or type(box).__name__ in ("LineBox", "TextBox"):
+                continue
+            number = element.get("data-dispatch-placement")
+            if number is not None:
+                marker = next((e for e in element.iter() if False), None)  # noqa: F841
+                key = (int(number), int(element.get("data-dispatch-slot-index", -1)))
+                found.setdefault((int(number), id(element)), box)
+    return found
+
+
+def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -> list:
+    import pikepdf
+
+    try:
+        document = renderer.layout(overlay_html(master, letters), plain=True)
+    except DispatchError as exc:
+        return [FellBack(letter.name, exc.problem.message) for letter in letters]
+    bands = _Bands.of(master)
+    count = len(master.slots)
+    # The region boxes, in document order: letter by letter, slot by slot.
+    boxes: list[Any] = []
+    seen: set[int] = set()
+    for page in document.pages:
+        for box in _walk(page._page_box):
+            element = getattr(box, "element", None)
+            if element is None or id(element) in seen or type(box).__name__ in ("LineBox", "TextBox"):
+                continue
+            if element.get("data-dispatch-placement") is not None:
+                seen.add(id(element))
+                boxes.append(box)
+    if len(boxes) != len(letters) * count or len(document.pages) != math.ceil(len(letters) / bands.per_sheet):
+        return [FellBack(letter.name, "the regions could not be laid out on their own") for letter in letters]
+    problems = []
+    for n, letter in enumerate(letters):
+        offset = bands.offset(n)
+        checks = (_check_region(box, slot, offset, compare_style=(n == 0))
+                  for box, slot in zip(boxes[n * count:(n + 1) * count], master.slots))
+        problems.append(next((p for p in checks if p), None))
+    if problems and problems[0] and "looks different" in problems[0]:
+        problems = [problems[0]] * len(letters)  # the style is the group's, not the recipient's
+    data = renderer.write(document, plain=True)
+    results: list = []
+    with pikepdf.open(io.BytesIO(data)) as overlay:
+        drawings = []
+        for page in overlay.pages:
+            drawings += _cut_at_markers(page)
+        if len(drawings) != len(letters) * count:
+            return [FellBack(letter.name, "the regions' drawings could not be told apart") for letter in letters]
+        page_height = SHEET_HEIGHT * PT_PER_PX
+        for n, (letter, problem) in enumerate(zip(letters, problems)):
+            if problem:
+                results.append(FellBack(letter.name, problem))
+                continue
+            sheet = overlay.pages[n // bands.per_sheet]
+            lift = master.page_height * PT_PER_PX - page_height + bands.offset(n) * PT_PER_PX
+            try:
+                pdf = _assemble(renderer, master, sheet, drawings[n * count:(n + 1) * count], lift, letter)
+                write_atomic(letter.target, pdf)
+            except DispatchError as exc:
+                results.append(Done(letter.name, letter.target, problem=exc.problem))
+                continue
+            results.append(Done(letter.name, letter.target, master.pages, len(pdf), sha256(pdf)))
+    return results
+
+
+def _cut_at_markers(page) -> list[bytes]:
+    """The page's content cut into one drawing per marker: the operations after each marker, at its depth,
+    preceded by the transformation in force there (so each drawing stands on its own)."""
+    import pikepdf
+
+    marker = [c / 255 for c in MARKER]
+    operations = pikepdf.parse_content_stream(page)
+    cuts: list[tuple[int, pikepdf.Matrix, int]] = []  # (index after the marker, ctm, depth)
+    stack: list = []
+    ctm = pikepdf.Matrix()
+    i = 0
+    while i < len(operations):
+        operands, operator = operations[i]
+        op = str(operator)
+        if op == "q":
+            stack.append(ctm)
+        elif op == "Q":
+            ctm = stack.pop() if stack else pikepdf.Matrix()
+        elif op == "cm":
+            ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
+        elif op == "rg" and len(operands) == 3 and all(abs(float(v) - m) < 5e-4 for v, m in zip(operands, marker)):
+            end = next((j for j in range(i + 1, min(i + 10, len(operations)))
+                        if str(operations[j][1]) in ("f", "f*")), None)
+            if end is not None:
+                # the marker's own drawing ends with the Q that closes its q
+                depth, j = len(stack), end + 1
+                while j < len(operations) and str(operations[j][1]) == "Q" and depth > 0:
+                    ctm = stack.pop()
+                    depth -= 1
+                    j += 1
+                cuts.append((j, ctm, len(stack)))
+                i = j
+                continue
+        i += 1
+    drawings = []
+    for n, (begin, ctm, depth) in enumerate(cuts):
+        stop = cuts[n + 1][0] if n + 1 < len(cuts) else len(operations)
+        chunk, level = [], 0
+        for operands, operator in operations[begin:stop]:
+            op = str(operator)
+            if op == "Q":
+                if level == 0:
+                    if n + 1 < len(cuts):
+                        continue  # the next marker's own q/Q: belongs to no region
+                    break
+                level -= 1
+            elif op == "q":
+                level += 1
+            elif op == "rg" and len(operands) == 3 and all(
+                    abs(float(v) - m) < 5e-4 for v, m in zip(operands, marker)):
+                break
+            chunk.append(pikepdf.ContentStreamInstruction(operands, operator))
+        chunk = _drop_marker_tail(chunk)
+        head = [pikepdf.ContentStreamInstruction([], pikepdf.Operator("q")),
+                pikepdf.ContentStreamInstruction(list(ctm.shorthand), pikepdf.Operator("cm"))]
+        tail = [pikepdf.ContentStreamInstruction([], pikepdf.Operator("Q"))] * (1 + level)
+        drawings.append(pikepdf.unparse_content_stream(head + chunk + tail))
+    return drawings
+
+
+def _drop_marker_tail(chunk: list) -> list:
+    """The operations of the next marker's drawing that precede its colour (q, gs...), taken off the end."""
+    while chunk and str(chunk[-1].operator) in ("q", "gs", "BMC", "BDC", "re", "W", "n"):
+        chunk.pop()
+    return chunk
+
+
+def _assemble(renderer: PdfRenderer, master: Master, sheet, drawings: Sequence[bytes], lift: float,
+              letter: Letter) -> bytes:
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(master.pdf)) as pdf:
+        resources = pdf.copy_foreign(sheet.obj.Resources)
+        for slot, drawing in zip(master.slots, drawings):
+            form = pdf.pages[slot.pages[0]].obj.Resources.XObject[f"/DispatchSlot{slot.index}"]
+            form.Resources.XObject.Sheet = pdf.make_stream(
+                drawing, Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Form,
+                BBox=[0, -100000, 100000, 100000], Matrix=[1, 0, 0, 1, 0, lift], Resources=resources)
+        _set_metadata(renderer, pdf, letter.head, master.pdf_variant)
+        out = io.BytesIO()
+        pdf.save(out, deterministic_id=True)
+        return out.getvalue()
+
+
+class _HeadReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title: str | None = None
+        self.metas: list[dict[str, str]] = []
+        self._in_title = False
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "meta":
+            self.metas.append({k: v or "" for k, v in attrs})
+        elif tag == "title" and self.title is None:
+            self._in_title = True
+
+    def handle_endtag(self, tag):
+        if tag == "title" and self._in_title:
+            self._in_title, self.title = False, "".join(self._text)
+
+    def handle_data(self, data):
+        if self._in_title:
+            self._text.append(data)
+
+
+def head_metadata(head: str):
+    """The PDF metadata of an HTML <head>, read as WeasyPrint reads it (weasyprint.html.get_html_metadata):
+    <title>, and <meta> author, description, keywords, generator, dcterms dates and the others as custom."""
+    from weasyprint.html import parse_w3c_date
+    from weasyprint.pdf.metadata import DocumentMetadata
+
+    reader = _HeadReader()
+    reader.feed(head)
+    values: dict[str, Any] = {"title": reader.title, "authors": [], "keywords": [], "custom": {}}
+    whitespace = " \t\n\f\r"
+    for meta in reader.metas:
+        name, content = meta.get("name", "").lower(), meta.get("content", "")
+        if name == "keywords":
+            for keyword in content.split(","):
+                keyword = keyword.strip(whitespace)
+                if keyword not in values["keywords"]:
+                    values["keywords"].append(keyword)
+        elif name == "author":
+            values["authors"].append(content)
+        elif name in ("description", "generator"):
+            values.setdefault(name, content)
+        elif name in ("dcterms.created", "dcterms.modified"):
+            values.setdefault(name.split(".")[1], parse_w3c_date(name, content))
+        elif name and name not in values["custom"]:
+            values["custom"][name] = content
+    return DocumentMetadata(**values)
+
+
+def _set_metadata(renderer: PdfRenderer, pdf, head: str, pdf_variant: str | None) -> None:
+    """The recipient's metadata, written as WeasyPrint writes it for a whole letter."""
+    import pikepdf
+
+    metadata = head_metadata(head)
+    info = pdf.docinfo
+    for key in ("/Title", "/Author", "/Subject", "/Keywords", "/Creator"):
+        if key in info:
+            del info[key]
+    values = {"/Title": metadata.title, "/Author": ", ".join(metadata.authors),
+              "/Subject": metadata.description, "/Keywords": ", ".join(metadata.keywords),
+              "/Creator": metadata.generator}
+    for key, value in values.items():
+        if value:
+            info[key] = pikepdf.String(value)
+    for key, value in metadata.custom.items():
+        key = "".join(char for char in key if char.isalnum()).encode("ascii", errors="ignore").decode()
+        if key:
+            info[f"/{key}"] = pikepdf.String(value)
+    parts = _variant_parts(pdf_variant)
+    if parts and "/Metadata" in pdf.Root:
+        version, conformance = parts
+        header = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        footer = b'</x:xmpmeta>\n<?xpacket end="r"?>'
+        xml = metadata.generate_rdf_metadata("a", version, conformance)
+        pdf.Root.Metadata.write(b"\n".join((header, xml, *metadata.xmp_metadata, footer)))

@@ -1,0 +1,117 @@
+"""Render a campaign's letters: layered where letters share their layout (layers.py), whole otherwise.
+
+The letters to render come in as Orders (a recipient's HTML, or its parts). Letters whose shared part
+is the same form a group; a group of two or more is rendered layered: its master first, then overlay
+batches, all in the worker pool. A letter that is alone in its group, a group whose master cannot be
+layered, or a letter whose region does not fit its box is rendered whole, and the Explanation says why.
+Results come out as Done, one per letter, in no promised order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from .layers import PT_PER_PX, FellBack, Letter, Master, MasterJob, OverlayJob, master_html, supports
+from .regions import Parts
+from .render import Done
+from .workers import Job, PdfPool
+
+MM_PER_PX = PT_PER_PX * 25.4 / 72
+# Letters per overlay document. Fixed, so that a letter's PDF does not depend on the number of workers
+# (the fonts of an overlay document are subset to the characters of all its letters).
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class Order:
+    """One letter to render: whole (html) and, for the layered path, its group and regions."""
+
+    name: str
+    target: Path
+    html: Callable[[], str]  # the whole letter's HTML, made when needed
+    group: str | None = None
+    contents: tuple[str, ...] = ()
+    head: str = ""
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group as --explain shows it."""
+
+    key: str
+    members: tuple[str, ...]
+    master_pages: int = 0
+    regions: tuple[tuple[str, float, float, tuple[int, ...]], ...] = ()  # name, width mm, height mm, pages
+    reason: str | None = None  # why the whole group was rendered whole
+
+
+@dataclass
+class Explanation:
+    """How the letters were rendered: the groups, and who was rendered whole and why."""
+
+    groups: list[Group] = field(default_factory=list)
+    whole: dict[str, str] = field(default_factory=dict)  # recipient -> reason
+
+
+def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Parts], *, layered: bool,
+                   pdf_variant: str | None, explanation: Explanation | None = None) -> Iterator[Done]:
+    """Render every order; yield one Done per letter (its PDF written, or the problem that stopped it).
+
+    shared maps a group key to the parts of one of its letters (for the master's HTML).
+    """
+    explanation = explanation if explanation is not None else Explanation()
+    whole: list[Order] = []
+    groups: dict[str, list[Order]] = defaultdict(list)
+    refusal = None if layered else "--no-layers"
+    refusal = refusal or supports(pdf_variant)
+    for order in orders:
+        if refusal or order.group is None:
+            whole.append(order)
+            explanation.whole[order.name] = refusal or "the layout has no regions"
+        else:
+            groups[order.group].append(order)
+    masters: list[MasterJob] = []
+    for key, members in groups.items():
+        if len(members) < 2:
+            whole.extend(members)
+            explanation.whole[members[0].name] = ("its letter differs from every other one outside the regions "
+                                                  "(a recipient's value outside a data-variable region?)")
+        else:
+            masters.append(MasterJob(key, master_html(shared[key]), len(members)))
+
+    overlays: list[OverlayJob] = []
+    for job, result in zip(masters, pool.render(masters, count=len(masters))):
+        members = groups[job.group]
+        names = tuple(m.name for m in members)
+        if isinstance(result, FellBack):
+            explanation.groups.append(Group(job.group, names, reason=result.reason))
+            whole.extend(members)
+            explanation.whole.update({m.name: result.reason for m in members})
+            continue
+        explanation.groups.append(_describe(job.group, names, result))
+        for start in range(0, len(members), BATCH):
+            overlays.append(OverlayJob(result, tuple(Letter(m.name, m.target, m.contents, m.head)
+                                                     for m in members[start:start + BATCH])))
+
+    by_name = {order.name: order for order in orders}
+    tasks = itertools.chain(overlays, (Job(o.name, o.html(), o.target) for o in whole))  # HTML made as needed
+    retry: list[Order] = []
+    for result in pool.render(tasks, count=len(overlays) + len(whole)):
+        for item in (result if isinstance(result, list) else [result]):
+            if isinstance(item, FellBack):
+                retry.append(by_name[item.name])
+                explanation.whole[item.name] = item.reason
+            else:
+                yield item
+    if retry:
+        yield from pool.render((Job(o.name, o.html(), o.target) for o in retry), count=len(retry))
+
+
+def _describe(key: str, names: tuple[str, ...], master: Master) -> Group:
+    return Group(key, names, master.pages, tuple(
+        (slot.name, slot.width * MM_PER_PX, slot.height * MM_PER_PX, tuple(p + 1 for p in slot.pages))
+        for slot in master.slots))

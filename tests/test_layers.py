@@ -1,0 +1,251 @@
+"""Layered rendering (one master per group, regions laid over it) against whole rendering.
+
+Each layered letter is compared with the same letter rendered whole: same pages, the same words at the
+same places (pdfplumber word boxes, within 0.5 pt), the same extracted text, metadata, PDF/A identity,
+embedded fonts; and the guards send the letters that cannot be layered down the whole path.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pdfplumber
+import pikepdf
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from dispatch import campaign
+from dispatch.cli import app
+from dispatch.rendering import Explanation
+from tests.conftest import LETTER, REPO, WorkspaceFactory, flat, pdf_text, row, ws
+
+TOLERANCE = 0.5  # pt
+LAYERED_LETTER = LETTER.replace(
+    "We write to {{ state }} about the Court.",
+    "We write to every State Party about the Court.\n\n"
+    "{% if state == 'Kenya' %}A paragraph for Kenya alone.{% endif %}")
+LONG_ADDRESS = "\n".join(f"Line {n} of a very long address" for n in range(1, 10))
+INJECTED = 'Dear <b>friend</b> & {{ 7 * 7 }} </p><p data-variable="x">'
+ROWS = [
+    row("NA", "Namibia", title="H.E. Mr.", ambassador="Neville Gertze", address="135 East 36th Street\nNew York"),
+    row("DE", "Germany", address="871 United Nations Plaza\nNew York, NY 10017"),
+    row("FR", "France"),
+    row("JP", "Japan", salutation=INJECTED),
+    row("KE", "Kenya"),
+    row("GB", "United Kingdom", address=LONG_ADDRESS),
+]
+LAYERED = ["NA", "DE", "FR", "JP"]
+
+
+def words(path: Path) -> list[list[dict]]:
+    with pdfplumber.open(path) as pdf:
+        return [page.extract_words(keep_blank_chars=False, use_text_flow=False) for page in pdf.pages]
+
+
+def assert_same_letter(layered: Path, whole: Path) -> None:
+    a, b = words(layered), words(whole)
+    assert len(a) == len(b), "page count"
+    for number, (page_a, page_b) in enumerate(zip(a, b), start=1):
+        assert [w["text"] for w in page_a] == [w["text"] for w in page_b], f"words of page {number}"
+        for x, y in zip(page_a, page_b):
+            for key in ("x0", "x1", "top", "bottom"):
+                assert abs(x[key] - y[key]) <= TOLERANCE, (number, x["text"], key, x[key], y[key])
+    assert [p.extract_text() for p in PdfReader(layered).pages] == [p.extract_text() for p in PdfReader(whole).pages]
+
+
+def fonts(obj, seen=None) -> list:
+    """Every font used by a page or form XObject, nested forms included."""
+    seen = seen if seen is not None else set()
+    found = []
+    resources = obj.get("/Resources")
+    if resources is None:
+        return found
+    for font in (resources.get("/Font") or {}).values():
+        found.append(font)
+    for xobject in (resources.get("/XObject") or {}).values():
+        if xobject.objgen not in seen and xobject.get("/Subtype") == "/Form":
+            seen.add(xobject.objgen)
+            found += fonts(xobject, seen)
+    return found
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """The same campaign rendered layered (kept in layered/) and whole (in out/letter/)."""
+    folder = WorkspaceFactory(tmp_path_factory.mktemp("layers"))(ROWS, letter=LAYERED_LETTER)
+    explanation = Explanation()
+    summary = campaign.render(ws(folder), jobs=2, explanation=explanation)
+    assert not summary.failed
+    layered = folder / "layered"
+    shutil.copytree(folder / "out" / "letter", layered)
+    whole = Explanation()
+    campaign.render(ws(folder), jobs=2, force=True, layers=False, explanation=whole)
+    return folder, layered, folder / "out" / "letter", explanation, whole
+
+
+def test_groups_regions_and_who_was_rendered_whole(both):
+    _, _, _, explanation, whole = both
+    [group] = explanation.groups
+    assert sorted(group.members) == sorted(["NA", "DE", "FR", "JP", "GB"]) and group.reason is None
+    assert group.master_pages == 1
+    sizes = {name: (round(w, 1), round(h, 1), pages) for name, w, h, pages in group.regions}
+    assert sizes == {"address": (68.0, 40.0, (1,)), "salutation": (165.0, 5.3, (1,))}
+    assert set(explanation.whole) == {"KE", "GB"}
+    assert explanation.whole["KE"].startswith("its letter differs from every other one outside the regions")
+    assert explanation.whole["GB"].startswith("the address does not fit in its box (")
+    assert set(whole.whole.values()) == {"--no-layers"}
+
+
+@pytest.mark.parametrize("rid", LAYERED + ["KE", "GB"])
+def test_layered_letters_have_the_same_words_at_the_same_places(both, rid):
+    _, layered, out, _, _ = both
+    assert_same_letter(layered / f"{rid}.pdf", out / f"{rid}.pdf")
+
+
+def test_recipient_values_in_a_region_stay_text(both):
+    _, layered, _, _, _ = both
+    text = flat(pdf_text(layered / "JP.pdf"))
+    assert flat(INJECTED.replace("{{ 7 * 7 }}", "{{ 7 * 7 }}")) in text and "49" not in text
+    assert "We write to every State Party about the Court." in text
+
+
+@pytest.mark.parametrize("rid", LAYERED)
+def test_metadata_pdf_a_identity_and_embedded_fonts(both, rid):
+    _, layered, out, _, _ = both
+    with pikepdf.open(layered / f"{rid}.pdf") as a, pikepdf.open(out / f"{rid}.pdf") as b:
+        assert a.check_pdf_syntax() == []
+        assert {k: str(v) for k, v in a.docinfo.items()} == {k: str(v) for k, v in b.docinfo.items()}
+        assert dict(a.open_metadata()) == dict(b.open_metadata())  # XMP: title, description, PDF/A part 3 U
+        assert a.open_metadata()["{http://www.aiim.org/pdfa/ns/id/}part"] == "3"
+        assert bytes(a.trailer.ID[0]) == bytes(b.trailer.ID[0]) == b"dispatch"  # the file's identifier
+        assert len(bytes(a.trailer.ID[1])) == 16 and str(a.Root.Lang) == "en"  # and a digest of its content
+        assert a.Root.OutputIntents[0].S == "/GTS_PDFA1"
+        used = [font for page in a.pages for font in fonts(page)]
+        assert len({f.objgen for f in used}) > len({f.objgen for page in a.pages for f in page.Resources.Font.values()})
+        for font in used:
+            descriptor = font.DescendantFonts[0].FontDescriptor
+            assert "/FontFile2" in descriptor or "/FontFile3" in descriptor, font.BaseFont
+
+
+def test_explain_on_the_command_line_and_no_layers(both):
+    folder = both[0]
+    result = CliRunner().invoke(app, ["-C", str(folder), "render", "--force", "--explain", "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("group 1: ")))
+    assert lines[start:start + 6] == [
+        "group 1: 5 letter(s), first NA: one master of 1 page(s), regions laid over it:",
+        "  address: 68.0 × 40.0 mm, page 1",
+        "  salutation: 165.0 × 5.3 mm, page 1",
+        "layered: 4 letter(s); rendered whole: 2",
+        "  KE: its letter differs from every other one outside the regions (a recipient's value outside "
+        "a data-variable region?)",
+        lines[start + 5],
+    ]
+    assert lines[start + 5].startswith("  GB: the address does not fit in its box (")
+    result = CliRunner().invoke(app, ["-C", str(folder), "render", "--force", "--explain", "--no-layers"])
+    assert "layered: 0 letter(s); rendered whole: 6" in result.stdout
+    assert "  NA, DE, FR, JP, KE, GB: --no-layers" in result.stdout
+
+
+def test_layered_letters_are_the_same_for_any_number_of_workers(make_workspace):
+    folder = make_workspace(ROWS[:4], letter=LAYERED_LETTER)
+    out = folder / "out" / "letter"
+    campaign.render(ws(folder), jobs=1)
+    one = {p.name: p.read_bytes() for p in sorted(out.glob("*.pdf"))}
+    campaign.render(ws(folder), jobs=2, force=True)
+    assert {p.name: p.read_bytes() for p in sorted(out.glob("*.pdf"))} == one
+
+
+def test_a_layout_without_regions_renders_whole(make_workspace):
+    folder = make_workspace(ROWS[:3], letter=LAYERED_LETTER)
+    layout = folder / "templates" / "letter.html.j2"
+    layout.write_text(layout.read_text().replace(" data-variable=", " data-other="))
+    explanation = Explanation()
+    summary = campaign.render(ws(folder), explanation=explanation)
+    assert len(summary.rendered) == 3 and not explanation.groups
+    assert set(explanation.whole.values()) == {"the layout has no regions"}
+
+
+def test_a_region_without_a_fixed_height_makes_its_group_render_whole(make_workspace):
+    folder = make_workspace(ROWS[:3], letter=LAYERED_LETTER)
+    css = folder / "templates" / "letter.css"
+    css.write_text(css.read_text().replace(".salutation { height: 15pt;", ".salutation {"))
+    explanation = Explanation()
+    campaign.render(ws(folder), explanation=explanation)
+    [group] = explanation.groups
+    assert group.reason == ("region 'salutation' has no fixed height in the stylesheet, so its content could move "
+                            "the rest of the letter")
+    assert set(explanation.whole) == {"NA", "DE", "FR"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ('<address class="recipient" data-variable="address">',
+     "region 'address' is inside region 'outer'"),
+    ('</p>', "region 'salutation' is never closed"),
+])
+def test_badly_marked_regions_are_reported_with_their_line(make_workspace, change, message):
+    folder = make_workspace(ROWS[:1], letter=LAYERED_LETTER)
+    layout = folder / "templates" / "letter.html.j2"
+    source = layout.read_text()
+    line = source[:source.index(change)].count("\n") + 1
+    if change.startswith("<address"):
+        source = source.replace('<div class="window">', '<div class="window" data-variable="outer">')
+        line = source[:source.index('<address class="recipient"')].count("\n") + 1
+    else:
+        source = source.replace("{{ salutation }}</p>", "{{ salutation }}", 1)
+        line = source[:source.index('<p class="salutation"')].count("\n") + 1
+    layout.write_text(source)
+    result = CliRunner().invoke(app, ["-C", str(folder), "validate"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"error: templates/letter.html.j2:{line}: {message}"
+
+
+def test_signed_layered_letter_verifies(make_workspace, monkeypatch, tmp_path):
+    from tests.test_signing import PASSWORD, make_ca, make_signing_key
+
+    folder = make_workspace(ROWS[:3], letter=LAYERED_LETTER)
+    key = make_signing_key(tmp_path, *make_ca("Test Root CA"))
+    monkeypatch.setenv("DISPATCH_SIGN_PASSWORD", PASSWORD)
+    result = CliRunner().invoke(app, ["-C", str(folder), "render", "--sign", str(key), "--explain"])
+    assert result.exit_code == 0, result.output
+    assert "layered: 3 letter(s); rendered whole: 0" in result.stdout
+    result = CliRunner().invoke(app, ["-C", str(folder), "verify", *(str(folder / "out" / "letter" / f"{r}.pdf")
+                                                                       for r in ("NA", "DE", "FR"))])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "ok: 3 file(s) verified"
+
+
+def test_arabic_letters_layered_right_to_left(make_workspace):
+    translation = (REPO / "tests" / "data" / "translations" / "letter.ar.md").read_text(encoding="utf-8")
+    folder = make_workspace([row("JO", "Jordan", language="ar", address="عمان\nالأردن"),
+                             row("EG", "Egypt", language="ar", salutation="سعادة السفير،"),
+                             row("NA", "Namibia")], letter=LAYERED_LETTER)
+    (folder / "letters" / "letter.ar.md").write_text(translation.replace("{{ state }}", "الدولة"), encoding="utf-8")
+    explanation = Explanation()
+    campaign.render(ws(folder), explanation=explanation, jobs=1)
+    assert [sorted(g.members) for g in explanation.groups] == [["EG", "JO"]]
+    layered = folder / "layered"
+    shutil.copytree(folder / "out" / "letter", layered)
+    campaign.render(ws(folder), force=True, layers=False, jobs=1)
+    for rid in ("JO", "EG"):
+        assert_same_letter(layered / f"{rid}.pdf", folder / "out" / "letter" / f"{rid}.pdf")
+
+
+@pytest.mark.slow
+def test_the_sample_campaign_takes_the_fast_path(sample):
+    chosen = ["NA", "DE", "BR", "JP"]
+    explanation = Explanation()
+    summary = campaign.render(ws(sample), only=chosen, explanation=explanation)
+    assert len(summary.rendered) == 4 and explanation.whole == {}
+    [group] = explanation.groups
+    assert [name for name, *_ in group.regions] == ["address", "running-head", "salutation"]
+    assert group.master_pages == 3
+    out = sample / "out" / "icc-states-parties-2020"
+    layered = sample / "layered"
+    shutil.copytree(out, layered)
+    campaign.render(ws(sample), only=chosen, force=True, layers=False)
+    for rid in chosen:
+        assert_same_letter(layered / f"{rid}.pdf", out / f"{rid}.pdf")
