@@ -85,6 +85,20 @@ def both(tmp_path_factory):
     return folder, layered, folder / "out" / "letter", explanation, whole
 
 
+def test_a_letter_in_parts_makes_the_whole_letter_again(sample):
+    """What an overlay job renders whole when a region does not fit: the same HTML as the merge gives."""
+    from dispatch.layers import Letter, Master
+
+    loaded, _ = campaign.check(ws(sample))
+    merger = loaded.merger()
+    for recipient in loaded.recipients.rows[:40]:
+        merged = merger.merged(recipient)
+        parts = merged.parts()
+        master = Master(parts.group, b"", 3, 0, 0, None, "", (), body=parts.body, word=parts.word)
+        assert master.whole_html(Letter(recipient.id, Path("x"), parts.contents, parts.head)) == merged.html
+        assert "\ue000" not in merged.html and len(parts.contents) == 3
+
+
 def test_groups_regions_and_who_was_rendered_whole(both):
     _, _, _, explanation, whole = both
     [group] = explanation.groups

@@ -5,6 +5,7 @@ Collaborators (the PDF renderer, a progress callback) are passed in, so tests ca
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import datetime as dt
@@ -339,57 +340,74 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
                 shared[group] = split
             parts[recipient.id] = (group, split.contents, split.head)
 
-    campaign, warnings = check(ws, letter, remember)
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer,
+                                           pdf_variant=variant))
+        if force or _cold(ws, letter):
+            pool.start()  # every letter will be rendered: the workers import WeasyPrint while letters are checked
+        campaign, warnings = check(ws, letter, remember)
+        if journal is None:
+            journal = stack.enter_context(open_journal(ws))
+        return _render_planned(ws, campaign, warnings, pool, journal, keys, parts, shared, only=only, force=force,
+                               layers=layers, variant=variant, signer=signer, explanation=explanation,
+                               on_start=on_start, on_progress=on_progress)
+
+
+def _cold(ws: Workspace, letter: str | None) -> bool:
+    """Whether no letter has been rendered yet (out/<letter>/ holds no PDF)."""
+    try:
+        folder = ws.output_dir(ws.letter_name(letter))
+    except DispatchError:
+        return False
+    return not folder.is_dir() or next(folder.glob("*.pdf"), None) is None
+
+
+def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], pool: PdfPool, journal: Journal,
+                    keys: dict[str, str], parts: dict, shared: dict[str, Parts], *, only: list[str] | None,
+                    force: bool, layers: bool, variant: str | None, signer: Signer | None,
+                    explanation: Explanation | None, on_start: Callable[[int, int], None] | None,
+                    on_progress: Callable[[RenderedLetter], None] | None) -> RenderSummary:
+    """Render the letters that need it (see render), recording each in the journal."""
     chosen = campaign.recipients.select(only)
     summary = RenderSummary(campaign.letter_name, campaign.output_dir, warnings=warnings)
     out = campaign.output_dir
     remove_stale_temporaries(out)
-    own_journal = journal is None
-    if own_journal:
-        journal = open_journal(ws)
-    try:
-        previous = journal.latest(campaign.letter_name, ["rendered"])
-        plan = {}
-        for recipient in chosen:
-            target = out / f"{recipient.id}.pdf"
-            event = previous.get(recipient.id)
-            reason = reason_to_render(keys[recipient.id], target, event.data if event else None, force=force)
-            if reason is None:
-                summary.up_to_date += 1
-            else:
-                plan[recipient.id] = (recipient, target, reason)
-        if on_start:
-            on_start(len(plan), summary.up_to_date)
-        if not plan:
-            return summary
-        merger = campaign.merger()
-        orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), "")))
-                  for rid, (recipient, target, _) in plan.items()]
-        with PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer, pdf_variant=variant) as pool:
-            for done in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant,
-                                       explanation=explanation):
-                recipient, target, reason = plan[done.name]
-                if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
-                    summary.failed.append(done.problem)
-                    break
-                signed = {}
-                if signer is not None:
-                    try:
-                        done = _sign(signer, campaign.version_for(recipient), done)
-                    except DispatchError as exc:
-                        summary.failed.append(exc.problem)
-                        break
-                    signed = {"signed_by": signer.name}
-                journal.record(campaign.letter_name, recipient.id, "rendered", sha256=done.sha256, size=done.size,
-                               pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target),
-                               **signed)
-                result = RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256)
-                summary.rendered.append(result)
-                if on_progress:
-                    on_progress(result)
-    finally:
-        if own_journal:
-            journal.close()
+    previous = journal.latest(campaign.letter_name, ["rendered"])
+    plan = {}
+    for recipient in chosen:
+        target = out / f"{recipient.id}.pdf"
+        event = previous.get(recipient.id)
+        reason = reason_to_render(keys[recipient.id], target, event.data if event else None, force=force)
+        if reason is None:
+            summary.up_to_date += 1
+        else:
+            plan[recipient.id] = (recipient, target, reason)
+    if on_start:
+        on_start(len(plan), summary.up_to_date)
+    if not plan:
+        return summary
+    merger = campaign.merger()
+    orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), "")))
+              for rid, (recipient, target, _) in plan.items()]
+    for done in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant, explanation=explanation):
+        recipient, target, reason = plan[done.name]
+        if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
+            summary.failed.append(done.problem)
+            break
+        signed = {}
+        if signer is not None:
+            try:
+                done = _sign(signer, campaign.version_for(recipient), done)
+            except DispatchError as exc:
+                summary.failed.append(exc.problem)
+                break
+            signed = {"signed_by": signer.name}
+        journal.record(campaign.letter_name, recipient.id, "rendered", sha256=done.sha256, size=done.size,
+                       pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target), **signed)
+        result = RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256)
+        summary.rendered.append(result)
+        if on_progress:
+            on_progress(result)
     return summary
 
 

@@ -22,39 +22,47 @@ def _needs_glyph(char: str) -> bool:
     return not (char.isspace() or category in ("Cc", "Cf", "Zl", "Zp"))
 
 
-@lru_cache(maxsize=8)
-def _cmap_union(folder: str, stamp: tuple) -> frozenset[int]:
+@lru_cache(maxsize=64)
+def _cmap(path: str, stamp: tuple) -> frozenset[int]:
+    """The characters one font file (all fonts of a collection) covers."""
     from fontTools.ttLib import TTCollection, TTFont  # a WeasyPrint dependency
 
+    try:
+        fonts = TTCollection(path).fonts if path.lower().endswith(".ttc") else [TTFont(path, lazy=True)]
+    except Exception:  # a damaged font is WeasyPrint's to report; it simply covers nothing here
+        return frozenset()
     covered: set[int] = set()
-    for path in sorted(Path(folder).rglob("*")):
-        if path.suffix.lower() not in FONT_SUFFIXES:
-            continue
-        try:
-            fonts = TTCollection(str(path)).fonts if path.suffix.lower() == ".ttc" else [TTFont(str(path), lazy=True)]
-        except Exception:  # a damaged font is WeasyPrint's to report; it simply covers nothing here
-            continue
-        for font in fonts:
-            cmap = font.getBestCmap() or {}
-            covered.update(cmap)
+    for font in fonts:
+        covered.update(font.getBestCmap() or {})
     return frozenset(covered)
 
 
 class FontCoverage:
-    """The characters covered by every font file under a folder."""
+    """The characters covered by the font files under a folder.
+
+    Fonts are read only as needed, smallest file first: a letter in one script usually needs one font.
+    """
 
     def __init__(self, folder: Path) -> None:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in FONT_SUFFIXES) if folder.is_dir() else []
-        stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-        self.covered = _cmap_union(str(folder), stamp)
+        self._unread = sorted(((p.stat().st_size, str(p), p.stat().st_mtime_ns) for p in files), reverse=True)
+        self._covered: set[int] = set()
+        self._checked: set[str] = set()  # characters known to be covered or not to need a glyph
+
+    def _covers(self, code: int) -> bool:
+        while code not in self._covered and self._unread:
+            size, path, mtime = self._unread.pop()
+            self._covered |= _cmap(path, (size, mtime))
+        return code in self._covered
 
     def missing(self, text: str) -> list[str]:
         """Characters of text that no font covers, in order of first appearance."""
-        seen: dict[str, None] = {}
-        for char in text:
-            if char not in seen and ord(char) not in self.covered and _needs_glyph(char):
-                seen[char] = None
-        return list(seen)
+        new = set(text) - self._checked
+        bad = {c for c in new if _needs_glyph(c) and not self._covers(ord(c))}
+        self._checked |= new - bad
+        if not bad:
+            return []
+        return sorted(bad, key=text.index)
 
 
 def html_text(document: str) -> str:

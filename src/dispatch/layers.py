@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 from .errors import DispatchError, RenderError
 from .render import Done, PdfRenderer, sha256, write_atomic
+from .pdfupdate import Base, Objects, flate_stream, scalar, stream_body, update
 from .regions import ATTRIBUTE, Parts
 
 PT_PER_PX = 0.75
@@ -109,6 +110,17 @@ class Master:
     head: str  # the master's <head> content without <title>/<meta>: stylesheets and <style>
     slots: tuple[Slot, ...]
     pdf_variant: str | None = None
+    base: Base | None = None  # the master as the base of each letter's update section
+    slot_objects: tuple[tuple[int, bytes], ...] = ()  # per slot: its form's object number and /BBox
+    metadata_object: int | None = None  # the XMP stream's object number
+    producer: bytes = b""  # the master's /Producer, written
+    body: str = ""  # the group's HTML from </head> on, a mark in each region (see whole_html)
+    word: str = ""
+
+    def whole_html(self, letter: "Letter") -> str:
+        """The letter's HTML, whole: its own head, then the group's body with its regions' content."""
+        return letter.head + re.sub("\ue000" + self.word + "#(\\d+)\ue001",
+                                    lambda m: letter.contents[int(m.group(1))], self.body)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,8 @@ class MasterJob:
     group: str
     html: str
     count: int  # recipients in the group (for messages)
+    body: str = ""  # see Master.body
+    word: str = ""
 
     def run(self, renderer: PdfRenderer) -> Master | FellBack:
         reason = supports(renderer.pdf_variant)
@@ -141,7 +155,8 @@ class MasterJob:
             return FellBack(self.group, exc.problem.message)
         root = document.pages[0]._page_box.children[0].element
         return Master(self.group, pdf, len(document.pages), size[0], size[1], _element(root),
-                      _head_for_overlay(self.html), tuple(slots), renderer.pdf_variant)
+                      _head_for_overlay(self.html), tuple(slots), renderer.pdf_variant, **_base_facts(pdf, slots),
+                      body=self.body, word=self.word)
 
 
 @dataclass(frozen=True)
@@ -285,8 +300,24 @@ def _with_slots(data: bytes, slots: Sequence[Slot], page_height_px: float) -> by
                 for index in found:
                     resources.XObject[f"/DispatchSlot{index}"] = forms[index]
         out = io.BytesIO()
-        pdf.save(out, deterministic_id=True)
+        pdf.save(out, deterministic_id=True, object_stream_mode=pikepdf.ObjectStreamMode.disable)
         return out.getvalue()
+
+
+def _base_facts(data: bytes, slots: Sequence[Slot]) -> dict:
+    """Where the master keeps what each letter's update replaces: slots, /Info, XMP."""
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        objects = []
+        for slot in slots:
+            form = pdf.pages[slot.pages[0]].obj.Resources.XObject[f"/DispatchSlot{slot.index}"]
+            objects.append((form.objgen[0], form.BBox.unparse()))
+        metadata = pdf.Root.get("/Metadata")
+        producer = pdf.docinfo.get("/Producer")
+        return {"base": Base.read(data, pdf), "slot_objects": tuple(objects),
+                "metadata_object": metadata.objgen[0] if metadata is not None else None,
+                "producer": producer.unparse() if producer is not None else b""}
 
 
 def _replace_markers(pdf, page, slots: dict) -> list[int]:
@@ -375,6 +406,18 @@ class _Bands:
         return (n % self.per_sheet) * self.height - self.top + 10
 
 
+def overlay_css(master: Master) -> str:
+    """The overlay documents' own stylesheet: page size, no margin boxes, wrappers without boxes, slots."""
+    css = _OVERLAY_CSS % {"w": master.page_width, "h": SHEET_HEIGHT, "marker": ",".join(map(str, MARKER)),
+                          "boxes": " ".join(f"@{b} {{ content: none !important; }}" for b in _MARGIN_BOXES)}
+    return css + "".join(
+        f'[data-dispatch-slot="{slot.index}"] {{ position: absolute !important; left: {slot.x:.6f}px !important; '
+        f"width: {slot.width:.6f}px !important; height: {slot.height:.6f}px !important; right: auto !important; "
+        "bottom: auto !important; margin: 0 !important; box-sizing: border-box !important; float: none !important; "
+        "transform: none !important; break-before: auto !important; break-after: auto !important; "
+        "z-index: auto !important; }\n" for slot in master.slots)
+
+
 def overlay_html(master: Master, letters: Sequence[Letter]) -> str:
     """The regions of the letters, each letter in a band of a tall page, each region preceded by a marker.
 
@@ -383,16 +426,8 @@ def overlay_html(master: Master, letters: Sequence[Letter]) -> str:
     document order with the regions) cut the page's content into one drawing per region.
     """
     bands = _Bands.of(master)
-    css = _OVERLAY_CSS % {"w": master.page_width, "h": SHEET_HEIGHT, "marker": ",".join(map(str, MARKER)),
-                          "boxes": " ".join(f"@{b} {{ content: none !important; }}" for b in _MARGIN_BOXES)}
-    css += "".join(
-        f'[data-dispatch-slot="{slot.index}"] {{ position: absolute !important; left: {slot.x:.6f}px !important; '
-        f"width: {slot.width:.6f}px !important; height: {slot.height:.6f}px !important; right: auto !important; "
-        "bottom: auto !important; margin: 0 !important; box-sizing: border-box !important; float: none !important; "
-        "transform: none !important; break-before: auto !important; break-after: auto !important; "
-        "z-index: auto !important; }\n" for slot in master.slots)
     parts = ["<!DOCTYPE html>", master.html_element.start(), '<head><meta charset="utf-8">', master.head,
-             f"<style>{css}</style></head>"]
+             "</head>"]
     body = next((a for slot in master.slots for a in slot.ancestors[:1]), Element("body", ()))
     parts.append(body.start(" data-dispatch-wrap"))
     for n, letter in enumerate(letters):
@@ -462,13 +497,15 @@ def _placed_boxes(document) -> dict[tuple[int, int], Any]:
     return found
 
 
-def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -> list:
+def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -> list[tuple[Done, str | None]]:
+    """Each letter's Done, with the reason it was rendered whole (None when it was layered)."""
     import pikepdf
 
     try:
-        document = renderer.layout(overlay_html(master, letters), plain=True)
+        document = renderer.layout(overlay_html(master, letters), plain=True,
+                                   stylesheets=(renderer.stylesheet(overlay_css(master)),))
     except DispatchError as exc:
-        return [FellBack(letter.name, exc.problem.message) for letter in letters]
+        return [_whole(renderer, master, letter, exc.problem.message) for letter in letters]
     bands = _Bands.of(master)
     count = len(master.slots)
     # The region boxes, in document order: letter by letter, slot by slot.
@@ -483,7 +520,8 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
                 seen.add(id(element))
                 boxes.append(box)
     if len(boxes) != len(letters) * count or len(document.pages) != math.ceil(len(letters) / bands.per_sheet):
-        return [FellBack(letter.name, "the regions could not be laid out on their own") for letter in letters]
+        return [_whole(renderer, master, letter, "the regions could not be laid out on their own")
+                for letter in letters]
     problems = []
     for n, letter in enumerate(letters):
         offset = bands.offset(n)
@@ -493,28 +531,40 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
     if problems and problems[0] and "looks different" in problems[0]:
         problems = [problems[0]] * len(letters)  # the style is the group's, not the recipient's
     data = renderer.write(document, plain=True)
-    results: list = []
+    results: list[tuple[Done, str | None]] = []
     with pikepdf.open(io.BytesIO(data)) as overlay:
-        drawings = []
+        sheets, drawings = [], []
         for page in overlay.pages:
             drawings += _cut_at_markers(page)
+            objects = Objects(master.base.size)  # the page's fonts and graphic states, written once per page
+            sheets.append((objects.value(page.obj.Resources, top=True), objects))
         if len(drawings) != len(letters) * count:
-            return [FellBack(letter.name, "the regions' drawings could not be told apart") for letter in letters]
+            problems = ["the regions' drawings could not be told apart"] * len(letters)
         page_height = SHEET_HEIGHT * PT_PER_PX
         for n, (letter, problem) in enumerate(zip(letters, problems)):
             if problem:
-                results.append(FellBack(letter.name, problem))
+                results.append(_whole(renderer, master, letter, problem))
                 continue
-            sheet = overlay.pages[n // bands.per_sheet]
             lift = master.page_height * PT_PER_PX - page_height + bands.offset(n) * PT_PER_PX
             try:
-                pdf = _assemble(renderer, master, sheet, drawings[n * count:(n + 1) * count], lift, letter)
+                pdf = _assemble(master, sheets[n // bands.per_sheet], drawings[n * count:(n + 1) * count], lift,
+                                letter)
                 write_atomic(letter.target, pdf)
             except DispatchError as exc:
-                results.append(Done(letter.name, letter.target, problem=exc.problem))
+                results.append((Done(letter.name, letter.target, problem=exc.problem), None))
                 continue
-            results.append(Done(letter.name, letter.target, master.pages, len(pdf), sha256(pdf)))
+            results.append((Done(letter.name, letter.target, master.pages, len(pdf), sha256(pdf)), None))
     return results
+
+
+def _whole(renderer: PdfRenderer, master: Master, letter: Letter, reason: str) -> tuple[Done, str]:
+    """The letter rendered whole (the way every letter is without layers), and why."""
+    try:
+        pdf = renderer.render(master.whole_html(letter))
+        write_atomic(letter.target, pdf.data)
+    except DispatchError as exc:
+        return Done(letter.name, letter.target, problem=exc.problem), reason
+    return Done(letter.name, letter.target, pdf.pages, len(pdf.data), sha256(pdf.data)), reason
 
 
 def _cut_at_markers(page) -> list[bytes]:
@@ -584,21 +634,48 @@ def _drop_marker_tail(chunk: list) -> list:
     return chunk
 
 
-def _assemble(renderer: PdfRenderer, master: Master, sheet, drawings: Sequence[bytes], lift: float,
+def _assemble(master: Master, sheet: tuple[bytes, Objects], drawings: Sequence[bytes], lift: float,
               letter: Letter) -> bytes:
+    """The letter's PDF: the master, then an update that fills its slots and sets its metadata."""
+    resources, objects = sheet
+    bodies = dict(objects.bodies)
+    number = objects.next
+    matrix = b"/Matrix[1 0 0 1 0 %s]" % scalar(round(lift, 6))
+    for (slot_object, bbox), drawing in zip(master.slot_objects, drawings):
+        bodies[number] = flate_stream(b"/Type/XObject/Subtype/Form/BBox[-100000 -100000 100000 100000]" + matrix +
+                                      b"/Resources" + resources, drawing)
+        bodies[slot_object] = stream_body(
+            b"<</Type/XObject/Subtype/Form/BBox" + bbox + b"/Resources<</XObject<</Sheet %d 0 R>>>>>>" % number,
+            b"/Sheet Do")
+        number += 1
+    metadata = head_metadata(letter.head)
+    parts = _variant_parts(master.pdf_variant)
+    if parts and master.metadata_object is not None:
+        bodies[master.metadata_object] = stream_body(b"<</Type/Metadata/Subtype/XML>>", _xmp(metadata, *parts))
+    return update(master.base, bodies, number, _info(metadata, master.producer))
+
+
+def _info(metadata, producer: bytes) -> bytes:
+    """The /Info dictionary WeasyPrint writes for this metadata (weasyprint.pdf.generate_pdf)."""
     import pikepdf
 
-    with pikepdf.open(io.BytesIO(master.pdf)) as pdf:
-        resources = pdf.copy_foreign(sheet.obj.Resources)
-        for slot, drawing in zip(master.slots, drawings):
-            form = pdf.pages[slot.pages[0]].obj.Resources.XObject[f"/DispatchSlot{slot.index}"]
-            form.Resources.XObject.Sheet = pdf.make_stream(
-                drawing, Type=pikepdf.Name.XObject, Subtype=pikepdf.Name.Form,
-                BBox=[0, -100000, 100000, 100000], Matrix=[1, 0, 0, 1, 0, lift], Resources=resources)
-        _set_metadata(renderer, pdf, letter.head, master.pdf_variant)
-        out = io.BytesIO()
-        pdf.save(out, deterministic_id=True)
-        return out.getvalue()
+    entries = [(b"/Producer", producer)] if producer else []
+    standard = {b"/Title": metadata.title, b"/Author": ", ".join(metadata.authors),
+                b"/Subject": metadata.description, b"/Keywords": ", ".join(metadata.keywords),
+                b"/Creator": metadata.generator}
+    entries += [(key, pikepdf.String(value).unparse()) for key, value in standard.items() if value]
+    for key, value in metadata.custom.items():
+        key = "".join(char for char in key if char.isalnum()).encode("ascii", errors="ignore").decode()
+        if key:
+            entries.append((pikepdf.Name(f"/{key}").unparse(), pikepdf.String(value).unparse()))
+    return b"<<" + b"".join(k + b" " + v for k, v in dict(entries).items()) + b">>"
+
+
+def _xmp(metadata, version: int, conformance: str) -> bytes:
+    header = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    footer = b'</x:xmpmeta>\n<?xpacket end="r"?>'
+    xml = metadata.generate_rdf_metadata("a", version, conformance)
+    return b"\n".join((header, xml, *metadata.xmp_metadata, footer))
 
 
 class _HeadReader(HTMLParser):
@@ -650,31 +727,3 @@ def head_metadata(head: str):
         elif name and name not in values["custom"]:
             values["custom"][name] = content
     return DocumentMetadata(**values)
-
-
-def _set_metadata(renderer: PdfRenderer, pdf, head: str, pdf_variant: str | None) -> None:
-    """The recipient's metadata, written as WeasyPrint writes it for a whole letter."""
-    import pikepdf
-
-    metadata = head_metadata(head)
-    info = pdf.docinfo
-    for key in ("/Title", "/Author", "/Subject", "/Keywords", "/Creator"):
-        if key in info:
-            del info[key]
-    values = {"/Title": metadata.title, "/Author": ", ".join(metadata.authors),
-              "/Subject": metadata.description, "/Keywords": ", ".join(metadata.keywords),
-              "/Creator": metadata.generator}
-    for key, value in values.items():
-        if value:
-            info[key] = pikepdf.String(value)
-    for key, value in metadata.custom.items():
-        key = "".join(char for char in key if char.isalnum()).encode("ascii", errors="ignore").decode()
-        if key:
-            info[f"/{key}"] = pikepdf.String(value)
-    parts = _variant_parts(pdf_variant)
-    if parts and "/Metadata" in pdf.Root:
-        version, conformance = parts
-        header = b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/">'
-        footer = b'</x:xmpmeta>\n<?xpacket end="r"?>'
-        xml = metadata.generate_rdf_metadata("a", version, conformance)
-        pdf.Root.Metadata.write(b"\n".join((header, xml, *metadata.xmp_metadata, footer)))

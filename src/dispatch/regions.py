@@ -162,6 +162,12 @@ class Parts:
     word: str  # the run's mark word (see Marks)
 
     @property
+    def body(self) -> str:
+        """The shared HTML from </head> on (the head is the recipient's own: see Master.whole_html)."""
+        head_end = self.shared.find("</head>")
+        return self.shared[head_end:] if head_end >= 0 else self.shared
+
+    @property
     def group(self) -> str:
         """Letters with the same group key differ only inside their regions and metadata."""
         return hashlib.sha256(self.shared.encode("utf-8")).hexdigest()

@@ -424,6 +424,7 @@ class PdfRenderer:
         self.fetcher = confined_fetcher(self.templates)
         self.font_config = FontConfiguration()
         self._stylesheets: dict[str, Any] = {}  # href -> parsed CSS, or None when it must stay a <link>
+        self._parsed: dict[str, Any] = {}  # CSS text -> parsed (see stylesheet())
 
     def _stylesheet(self, href: str):
         if href not in self._stylesheets:
@@ -453,12 +454,22 @@ class PdfRenderer:
 
         return _STYLESHEET_LINK.sub(take, html[:head_end]) + html[head_end:], sheets
 
-    def layout(self, html: str, *, plain: bool = False):
-        """The laid-out WeasyPrint document of html (plain: without this renderer's PDF variant and tags)."""
+    def stylesheet(self, css: str):
+        """css parsed once for this renderer (by its text), to pass to layout()."""
+        if css not in self._parsed:
+            self._parsed[css] = self._weasyprint.CSS(string=css, base_url=self.base_url, url_fetcher=self.fetcher,
+                                                     font_config=self.font_config)
+        return self._parsed[css]
+
+    def layout(self, html: str, *, plain: bool = False, stylesheets: tuple = ()):
+        """The laid-out WeasyPrint document of html (plain: without this renderer's PDF variant and tags).
+
+        stylesheets: more stylesheets from stylesheet(), after the document's own."""
         from weasyprint.urls import FatalURLFetchingError
 
         try:
-            html, stylesheets = self._reuse_stylesheets(html)
+            html, own = self._reuse_stylesheets(html)
+            stylesheets = [*own, *stylesheets]
             document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
             return document.render(font_config=self.font_config, stylesheets=stylesheets, custom_metadata=True,
                                    **({} if plain else self.options))

@@ -9,7 +9,6 @@ Results come out as Done, one per letter, in no promised order.
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,8 @@ from .workers import Job, PdfPool
 MM_PER_PX = PT_PER_PX * 25.4 / 72
 # Letters per overlay document. Fixed, so that a letter's PDF does not depend on the number of workers
 # (the fonts of an overlay document are subset to the characters of all its letters).
-BATCH = 32
+BATCH = 64
+FIRST = 8
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Par
             explanation.whole[members[0].name] = ("its letter differs from every other one outside the regions "
                                                   "(a recipient's value outside a data-variable region?)")
         else:
-            masters.append(MasterJob(key, master_html(shared[key]), len(members)))
+            parts = shared[key]
+            masters.append(MasterJob(key, master_html(parts), len(members), parts.body, parts.word))
 
     overlays: list[OverlayJob] = []
     for job, result in zip(masters, pool.render(masters, count=len(masters))):
@@ -93,22 +94,36 @@ def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Par
             explanation.whole.update({m.name: result.reason for m in members})
             continue
         explanation.groups.append(_describe(job.group, names, result))
-        for start in range(0, len(members), BATCH):
+        # Longest regions first, in a small batch: a letter whose region overflows (rendered whole, which takes
+        # as long as a whole batch) is then found and rendered while the other batches are laid out.
+        members = sorted(members, key=lambda m: -sum(len(c) for c in m.contents))
+        start = 0
+        for size in _batch_sizes(len(members)):
             overlays.append(OverlayJob(result, tuple(Letter(m.name, m.target, m.contents, m.head)
-                                                     for m in members[start:start + BATCH])))
+                                                     for m in members[start:start + size])))
+            start += size
 
-    by_name = {order.name: order for order in orders}
-    tasks = itertools.chain(overlays, (Job(o.name, o.html(), o.target) for o in whole))  # HTML made as needed
-    retry: list[Order] = []
-    for result in pool.render(tasks, count=len(overlays) + len(whole)):
-        for item in (result if isinstance(result, list) else [result]):
-            if isinstance(item, FellBack):
-                retry.append(by_name[item.name])
-                explanation.whole[item.name] = item.reason
-            else:
-                yield item
-    if retry:
-        yield from pool.render((Job(o.name, o.html(), o.target) for o in retry), count=len(retry))
+    def tasks():
+        yield from overlays
+        for order in whole:
+            yield Job(order.name, order.html(), order.target)  # HTML made as needed, not held for every letter
+
+    for result in pool.render(tasks(), count=len(overlays) + len(whole)):
+        if isinstance(result, Done):
+            yield result
+            continue
+        for done, reason in result:  # an overlay job renders whole, itself, the letters it cannot layer
+            if reason:
+                explanation.whole[done.name] = reason
+            yield done
+
+
+def _batch_sizes(count: int) -> list[int]:
+    """How many letters each overlay job of a group takes: FIRST, then BATCH at a time (never on --jobs)."""
+    sizes = [min(count, FIRST)]
+    while sum(sizes) < count:
+        sizes.append(min(BATCH, count - sum(sizes)))
+    return sizes
 
 
 def _describe(key: str, names: tuple[str, ...], master: Master) -> Group:
