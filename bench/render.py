@@ -2,12 +2,14 @@
 
     python bench/render.py --recipients 125          # the sample campaign
     python bench/render.py --recipients 1000 --skip-naive   # memory with 1,000 recipients
+    python bench/render.py --recipients 125 --typst         # also the Typst reference (bench/reference.typ)
 
 Steps, each in a fresh process, on a copy of the sample campaign in a temporary folder:
 1. `dispatch render --format html` writes the merged HTML of every letter;
 2. the naive loop: one process calling weasyprint.HTML(filename=f).write_pdf(...) for each file;
 3. `dispatch render` cold (no PDFs, no journal), then again with nothing changed;
-4. `dispatch preview NA` in a new process after NA.pdf was deleted (time until the PDF is on disk).
+4. `dispatch preview NA` in a new process after NA.pdf was deleted (time until the PDF is on disk);
+5. with --typst, the same letters typeset by Typst (bench/typst_reference.py) in a fresh process.
 It checks that both ways give the same letters (text extracted with pypdf, page counts), then prints
 wall times, CPU time, the ratio, pages per second and the peak memory of the process tree.
 Extra recipients (beyond the 125 rows) are copies of the sample rows with new ids.
@@ -32,6 +34,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DISPATCH = str(BIN / "dispatch")
+
+TYPST = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from typst_reference import recipient_rows, render_typst
+campaign = Path(sys.argv[2])
+render_typst(campaign, recipient_rows(campaign, int(sys.argv[3])), Path(sys.argv[4]))
+"""
 
 NAIVE = """
 import glob, os, sys, weasyprint
@@ -149,6 +160,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="passed to dispatch render --jobs")
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive loop (it is slow)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary campaign folder")
+    parser.add_argument("--typst", action="store_true", help="also time the Typst reference, in a fresh process")
     args = parser.parse_args()
 
     print(machine())
@@ -178,6 +190,11 @@ def main() -> None:
         preview = Run([DISPATCH, "-q", "preview", shown], folder, watch=out / f"{shown}.pdf")
         rows.append((f"dispatch preview {shown} (new process)", preview))
 
+        if args.typst:
+            typst_run = Run([sys.executable, "-c", TYPST, str(REPO / "bench"), str(folder), str(args.recipients),
+                             str(folder / "typst")], folder)
+            rows.append(("Typst reference (1 process)", typst_run))
+
         from pypdf import PdfReader
 
         pages = sum(len(PdfReader(str(out / f"{letter_id}.pdf")).pages) for letter_id in ids)
@@ -193,8 +210,11 @@ def main() -> None:
         print(f"cold render: {pages / cold.wall:.1f} pages/s, {len(ids) / cold.wall:.1f} letters/s")
         print(f"no change: {warm.wall / cold.wall:.1%} of the cold render")
         if not args.skip_naive:
-            print(f"ratio cold render / naive loop: {cold.wall / naive_run.wall:.2f} (wall), "
-                  f"{cold.cpu / naive_run.cpu:.2f} (cpu)")
+            print(f"ratio cold render / naive loop: {cold.wall / naive_run.wall:.3f} (wall), "
+                  f"{cold.cpu / naive_run.cpu:.3f} (cpu)")
+        if args.typst:
+            print(f"dispatch cold render / Typst: {cold.wall / typst_run.wall:.2f}x (wall), "
+                  f"{cold.cpu / typst_run.cpu:.2f}x (cpu)")
     finally:
         if args.keep:
             print(f"kept {folder}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html as htmllib
 import io
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,25 +386,6 @@ _MARGIN_BOXES = ("top-left-corner", "top-left", "top-center", "top-right", "top-
 SHEET_HEIGHT = 14000.0  # px: an overlay page holds as many letters' regions as fit (PDF pages stop at 14,400 pt)
 
 
-@dataclass(frozen=True)
-class _Bands:
-    """How the regions of many letters are stacked on tall overlay pages: one band per letter."""
-
-    top: float  # px: the highest region's top in the master
-    height: float  # px: one band
-    per_sheet: int
-
-    @classmethod
-    def of(cls, master: Master) -> "_Bands":
-        top = min(slot.y for slot in master.slots)
-        height = max(slot.y + slot.height for slot in master.slots) - top + 20  # 20 px apart
-        return cls(top, height, max(1, int(SHEET_HEIGHT // height)))
-
-    def offset(self, n: int) -> float:
-        """How far down (px) letter n's band moves its regions from their place in the master."""
-        return (n % self.per_sheet) * self.height - self.top + 10
-
-
 def overlay_css(master: Master) -> str:
     """The overlay documents' own stylesheet: page size, no margin boxes, wrappers without boxes, slots."""
     css = _OVERLAY_CSS % {"w": master.page_width, "h": SHEET_HEIGHT, "marker": ",".join(map(str, MARKER)),
@@ -418,34 +398,68 @@ def overlay_css(master: Master) -> str:
         "z-index: auto !important; }\n" for slot in master.slots)
 
 
-def overlay_html(master: Master, letters: Sequence[Letter]) -> str:
-    """The regions of the letters, each letter in a band of a tall page, each region preceded by a marker.
+@dataclass(frozen=True)
+class _Instance:
+    """One region's content to lay out: at its master x, at `top` (px) on overlay page `sheet`."""
 
-    A region sits at its master x, and at its master y moved down by its band's offset, inside copies of
-    the elements that contain it in the letter. The markers (absolutely positioned, so painted in
-    document order with the regions) cut the page's content into one drawing per region.
-    """
-    bands = _Bands.of(master)
+    slot: Slot
+    content: str
+    sheet: int
+    top: float
+
+    @property
+    def offset(self) -> float:
+        """How far down (px) the overlay moves the region from its place in the master."""
+        return self.top - self.slot.y
+
+
+def plan_instances(master: Master, letters: Sequence[Letter]) -> tuple[list[_Instance], list[list[int]]]:
+    """The distinct region contents of these letters, stacked down tall overlay pages; and for each
+    letter, the instance of each of its slots. Letters with the same salutation share its drawing."""
+    instances: list[_Instance] = []
+    known: dict[tuple[int, str], int] = {}
+    chosen: list[list[int]] = []
+    sheet, top = 0, 10.0
+    for letter in letters:
+        mine = []
+        for slot in master.slots:
+            key = (slot.index, letter.contents[slot.index])
+            if key not in known:
+                if top + slot.height + 10 > SHEET_HEIGHT and top > 10:
+                    sheet, top = sheet + 1, 10.0
+                known[key] = len(instances)
+                instances.append(_Instance(slot, key[1], sheet, top))
+                top += slot.height + 20
+            mine.append(known[key])
+        chosen.append(mine)
+    return instances, chosen
+
+
+def overlay_html(master: Master, instances: Sequence[_Instance]) -> str:
+    """The region instances down tall pages, each preceded by a marker, inside copies of the elements that
+    contain it in the letter. The markers (absolutely positioned, so painted in document order with the
+    regions) cut each page's content into one drawing per instance."""
     parts = ["<!DOCTYPE html>", master.html_element.start(), '<head><meta charset="utf-8">', master.head,
              "</head>"]
     body = next((a for slot in master.slots for a in slot.ancestors[:1]), Element("body", ()))
     parts.append(body.start(" data-dispatch-wrap"))
-    for n, letter in enumerate(letters):
-        if n % bands.per_sheet == 0:
-            parts.append(("</div>" if n else "") + "<div data-dispatch-sheet>")
-        offset = bands.offset(n)
-        for slot in master.slots:
-            parts.append(f'<div data-dispatch-marker style="top:{slot.y + offset:.6f}px"></div>')
-            for ancestor in slot.ancestors[1:]:
-                parts.append(ancestor.start(" data-dispatch-wrap"))
-            attrs = dict(slot.element.attrs)
-            attrs["style"] = (attrs.get("style", "").rstrip("; ") + f";top:{slot.y + offset:.6f}px!important").lstrip(";")
-            parts.append(Element(slot.element.tag, tuple(attrs.items())).start(
-                f' data-dispatch-placement="{n}" data-dispatch-slot="{slot.index}"'))
-            parts.append(letter.contents[slot.index])
-            parts.append(f"</{slot.element.tag}>")
-            for ancestor in reversed(slot.ancestors[1:]):
-                parts.append(f"</{ancestor.tag}>")
+    sheet = -1
+    for number, instance in enumerate(instances):
+        if instance.sheet != sheet:
+            parts.append(("</div>" if sheet >= 0 else "") + "<div data-dispatch-sheet>")
+            sheet = instance.sheet
+        slot = instance.slot
+        parts.append(f'<div data-dispatch-marker style="top:{instance.top:.6f}px"></div>')
+        for ancestor in slot.ancestors[1:]:
+            parts.append(ancestor.start(" data-dispatch-wrap"))
+        attrs = dict(slot.element.attrs)
+        attrs["style"] = (attrs.get("style", "").rstrip("; ") + f";top:{instance.top:.6f}px!important").lstrip(";")
+        parts.append(Element(slot.element.tag, tuple(attrs.items())).start(
+            f' data-dispatch-placement="{number}" data-dispatch-slot="{slot.index}"'))
+        parts.append(instance.content)
+        parts.append(f"</{slot.element.tag}>")
+        for ancestor in reversed(slot.ancestors[1:]):
+            parts.append(f"</{ancestor.tag}>")
     parts.append("</div></body></html>")
     return "".join(parts)
 
@@ -501,15 +515,13 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
     """Each letter's Done, with the reason it was rendered whole (None when it was layered)."""
     import pikepdf
 
+    instances, chosen = plan_instances(master, letters)
     try:
-        document = renderer.layout(overlay_html(master, letters), plain=True,
+        document = renderer.layout(overlay_html(master, instances), plain=True,
                                    stylesheets=(renderer.stylesheet(overlay_css(master)),))
     except DispatchError as exc:
         return [_whole(renderer, master, letter, exc.problem.message) for letter in letters]
-    bands = _Bands.of(master)
-    count = len(master.slots)
-    # The region boxes, in document order: letter by letter, slot by slot.
-    boxes: list[Any] = []
+    boxes: list[Any] = []  # the instances' boxes, in document order
     seen: set[int] = set()
     for page in document.pages:
         for box in _walk(page._page_box):
@@ -519,36 +531,38 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
             if element.get("data-dispatch-placement") is not None:
                 seen.add(id(element))
                 boxes.append(box)
-    if len(boxes) != len(letters) * count or len(document.pages) != math.ceil(len(letters) / bands.per_sheet):
+    if len(boxes) != len(instances) or len(document.pages) != instances[-1].sheet + 1:
         return [_whole(renderer, master, letter, "the regions could not be laid out on their own")
                 for letter in letters]
-    problems = []
-    for n, letter in enumerate(letters):
-        offset = bands.offset(n)
-        checks = (_check_region(box, slot, offset, compare_style=(n == 0))
-                  for box, slot in zip(boxes[n * count:(n + 1) * count], master.slots))
-        problems.append(next((p for p in checks if p), None))
-    if problems and problems[0] and "looks different" in problems[0]:
-        problems = [problems[0]] * len(letters)  # the style is the group's, not the recipient's
+    styled: set[int] = set()
+    found = []
+    for box, instance in zip(boxes, instances):
+        found.append(_check_region(box, instance.slot, instance.offset,
+                                   compare_style=instance.slot.index not in styled))
+        styled.add(instance.slot.index)
+    group_problem = next((p for p in found if p and "looks different" in p), None)
+    problems = [group_problem or next((found[i] for i in mine if found[i]), None) for mine in chosen]
     data = renderer.write(document, plain=True)
     results: list[tuple[Done, str | None]] = []
     with pikepdf.open(io.BytesIO(data)) as overlay:
-        sheets, drawings = [], []
+        drawings: list[bytes] = []
+        objects = Objects(master.base.size)  # fonts and graphic states, written once for the whole batch
+        resources = []
         for page in overlay.pages:
             drawings += _cut_at_markers(page)
-            objects = Objects(master.base.size)  # the page's fonts and graphic states, written once per page
-            sheets.append((objects.value(page.obj.Resources, top=True), objects))
-        if len(drawings) != len(letters) * count:
+            resources.append(objects.value(page.obj.Resources, top=True))
+        if len(drawings) != len(instances):
             problems = ["the regions' drawings could not be told apart"] * len(letters)
-        page_height = SHEET_HEIGHT * PT_PER_PX
-        for n, (letter, problem) in enumerate(zip(letters, problems)):
+        sheet_height = SHEET_HEIGHT * PT_PER_PX
+        for letter, mine, problem in zip(letters, chosen, problems):
             if problem:
                 results.append(_whole(renderer, master, letter, problem))
                 continue
-            lift = master.page_height * PT_PER_PX - page_height + bands.offset(n) * PT_PER_PX
+            fills = [(drawings[i], resources[instances[i].sheet],
+                      master.page_height * PT_PER_PX - sheet_height + instances[i].offset * PT_PER_PX)
+                     for i in mine]
             try:
-                pdf = _assemble(master, sheets[n // bands.per_sheet], drawings[n * count:(n + 1) * count], lift,
-                                letter)
+                pdf = _assemble(master, objects, fills, letter)
                 write_atomic(letter.target, pdf)
             except DispatchError as exc:
                 results.append((Done(letter.name, letter.target, problem=exc.problem), None))
@@ -634,16 +648,15 @@ def _drop_marker_tail(chunk: list) -> list:
     return chunk
 
 
-def _assemble(master: Master, sheet: tuple[bytes, Objects], drawings: Sequence[bytes], lift: float,
-              letter: Letter) -> bytes:
-    """The letter's PDF: the master, then an update that fills its slots and sets its metadata."""
-    resources, objects = sheet
+def _assemble(master: Master, objects: Objects, fills: Sequence[tuple[bytes, bytes, float]], letter: Letter) -> bytes:
+    """The letter's PDF: the master, then an update that fills its slots and sets its metadata.
+
+    fills: for each slot, its drawing, the resources it uses (written) and how far up it moves."""
     bodies = dict(objects.bodies)
     number = objects.next
-    matrix = b"/Matrix[1 0 0 1 0 %s]" % scalar(round(lift, 6))
-    for (slot_object, bbox), drawing in zip(master.slot_objects, drawings):
-        bodies[number] = flate_stream(b"/Type/XObject/Subtype/Form/BBox[-100000 -100000 100000 100000]" + matrix +
-                                      b"/Resources" + resources, drawing)
+    for (slot_object, bbox), (drawing, resources, lift) in zip(master.slot_objects, fills):
+        bodies[number] = flate_stream(b"/Type/XObject/Subtype/Form/BBox[-100000 -100000 100000 100000]"
+                                      b"/Matrix[1 0 0 1 0 %s]/Resources" % scalar(round(lift, 6)) + resources, drawing)
         bodies[slot_object] = stream_body(
             b"<</Type/XObject/Subtype/Form/BBox" + bbox + b"/Resources<</XObject<</Sheet %d 0 R>>>>>>" % number,
             b"/Sheet Do")

@@ -23,7 +23,6 @@ MM_PER_PX = PT_PER_PX * 25.4 / 72
 # Letters per overlay document. Fixed, so that a letter's PDF does not depend on the number of workers
 # (the fonts of an overlay document are subset to the characters of all its letters).
 BATCH = 64
-FIRST = 8
 
 
 @dataclass(frozen=True)
@@ -94,14 +93,9 @@ def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Par
             explanation.whole.update({m.name: result.reason for m in members})
             continue
         explanation.groups.append(_describe(job.group, names, result))
-        # Longest regions first, in a small batch: a letter whose region overflows (rendered whole, which takes
-        # as long as a whole batch) is then found and rendered while the other batches are laid out.
-        members = sorted(members, key=lambda m: -sum(len(c) for c in m.contents))
-        start = 0
-        for size in _batch_sizes(len(members)):
+        for start in range(0, len(members), BATCH):
             overlays.append(OverlayJob(result, tuple(Letter(m.name, m.target, m.contents, m.head)
-                                                     for m in members[start:start + size])))
-            start += size
+                                                     for m in members[start:start + BATCH])))
 
     def tasks():
         yield from overlays
@@ -116,14 +110,6 @@ def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Par
             if reason:
                 explanation.whole[done.name] = reason
             yield done
-
-
-def _batch_sizes(count: int) -> list[int]:
-    """How many letters each overlay job of a group takes: FIRST, then BATCH at a time (never on --jobs)."""
-    sizes = [min(count, FIRST)]
-    while sum(sizes) < count:
-        sizes.append(min(BATCH, count - sum(sizes)))
-    return sizes
 
 
 def _describe(key: str, names: tuple[str, ...], master: Master) -> Group:
