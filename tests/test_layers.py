@@ -44,7 +44,22 @@ def words(path: Path) -> list[list[dict]]:
         return [page.extract_words(keep_blank_chars=False, use_text_flow=False) for page in pdf.pages]
 
 
+def pixels(path: Path, dpi: int = 60) -> list:
+    """Each page drawn as a reader draws it (PDFium), in grey."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(str(path))
+    try:
+        return [page.render(scale=dpi / 72).to_pil().convert("L") for page in document]
+    finally:
+        document.close()
+
+
 def assert_same_letter(layered: Path, whole: Path) -> None:
+    for number, (image_a, image_b) in enumerate(zip(pixels(layered), pixels(whole)), start=1):
+        assert image_a.size == image_b.size
+        differ = sum(1 for x, y in zip(image_a.tobytes(), image_b.tobytes()) if abs(x - y) > 48)
+        assert differ <= image_a.size[0] * image_a.size[1] // 2000, f"page {number}: {differ} pixels differ"
     a, b = words(layered), words(whole)
     assert len(a) == len(b), "page count"
     for number, (page_a, page_b) in enumerate(zip(a, b), start=1):

@@ -319,46 +319,96 @@ def _base_facts(data: bytes, slots: Sequence[Slot]) -> dict:
                 "producer": producer.unparse() if producer is not None else b""}
 
 
-def _replace_markers(pdf, page, slots: dict) -> list[int]:
+# What a marker's painting is made of: a group (q ... Q), clipped to its box, filled with its colour.
+_MARKER_OPS = frozenset(["q", "Q", "re", "W", "W*", "n", "BMC", "BDC", "EMC", "gs", "rg", "f", "f*"])
+
+
+@dataclass(frozen=True)
+class _Marker:
+    """A marker's painting in a content stream: operations start..end, the transformation before it."""
+
+    start: int
+    end: int
+    index: int  # the blue channel's step above MARKER (the slot number in a master)
+    ctm: Any
+
+
+def _markers(operations: list) -> list[_Marker]:
+    """Every marker painted in a page's operations, with the whole group that paints it (its clip too)."""
     import pikepdf
 
     r, g, b = (c / 255 for c in MARKER)
-    operations = pikepdf.parse_content_stream(page)
-    found, out, stack = [], [], []
-    ctm = pikepdf.Matrix()
-    i = 0
-    while i < len(operations):
-        operands, operator = operations[i]
-        op = str(operator)
+    names = [str(op) for _, op in operations]
+    ctms, stack, ctm = [], [], pikepdf.Matrix()
+    for (operands, _), op in zip(operations, names):
+        ctms.append(ctm)
         if op == "q":
             stack.append(ctm)
         elif op == "Q":
             ctm = stack.pop() if stack else pikepdf.Matrix()
         elif op == "cm":
             ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
-        elif op == "rg" and len(operands) == 3:
-            red, green, blue = (float(v) for v in operands)
-            index = round((blue - b) * 255)
-            if abs(red - r) < 5e-4 and abs(green - g) < 5e-4 and abs(blue - b - index / 255) < 5e-4 \
-                    and index in slots:
-                end = next((j for j in range(i + 1, min(i + 10, len(operations)))
-                            if str(operations[j][1]) in ("f", "f*")), None)
-                if end is not None:
-                    inverse = ctm.inverse()
-                    out += [pikepdf.ContentStreamInstruction([], pikepdf.Operator("q")),
-                            pikepdf.ContentStreamInstruction(list(inverse.shorthand), pikepdf.Operator("cm")),
-                            pikepdf.ContentStreamInstruction([pikepdf.Name(f"/DispatchSlot{index}")],
-                                                             pikepdf.Operator("Do")),
-                            pikepdf.ContentStreamInstruction([], pikepdf.Operator("Q"))]
-                    found.append(index)
-                    i = end + 1
-                    continue
-        out.append(pikepdf.ContentStreamInstruction(operands, operator) if not isinstance(
-            operations[i], pikepdf.ContentStreamInlineImage) else operations[i])
-        i += 1
-    if found:
-        page.obj.Contents = pdf.make_stream(pikepdf.unparse_content_stream(out))
+    found = []
+    for i, ((operands, _), op) in enumerate(zip(operations, names)):
+        if op != "rg" or len(operands) != 3:
+            continue
+        red, green, blue = (float(v) for v in operands)
+        index = round((blue - b) * 255)
+        if not (abs(red - r) < 5e-4 and abs(green - g) < 5e-4 and abs(blue - b - index / 255) < 5e-4):
+            continue
+        end = next((j for j in range(i + 1, min(i + 10, len(names))) if names[j] in ("f", "f*")), None)
+        if end is None:
+            continue
+        start = i
+        while True:  # widen to the enclosing q ... Q while it holds nothing but the marker's painting
+            s, e = _enclosing_group(names, start, end)
+            if s is None or any(n not in _MARKER_OPS for n in names[s:e + 1]) or not _balanced(names[s:e + 1]):
+                break
+            start, end = s, e
+        found.append(_Marker(start, end, index, ctms[start]))
     return found
+
+
+def _enclosing_group(names: list[str], start: int, end: int) -> tuple[int | None, int]:
+    depth, s = 0, start - 1
+    while s >= 0 and not (names[s] == "q" and depth == 0):
+        depth += {"Q": 1, "q": -1}.get(names[s], 0)
+        s -= 1
+    depth, e = 0, end + 1
+    while e < len(names) and not (names[e] == "Q" and depth == 0):
+        depth += {"q": 1, "Q": -1}.get(names[e], 0)
+        e += 1
+    return (s, e) if s >= 0 and e < len(names) else (None, e)
+
+
+def _balanced(names: list[str]) -> bool:
+    depth = 0
+    for name in names:
+        depth += 1 if name in ("BMC", "BDC") else -1 if name == "EMC" else 0
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _replace_markers(pdf, page, slots: dict) -> list[int]:
+    """Replace each slot marker's painting in the page by a call to the slot's form; the slots found."""
+    import pikepdf
+
+    operations = pikepdf.parse_content_stream(page)
+    markers = [m for m in _markers(operations) if m.index in slots]
+    if not markers:
+        return []
+    out, last = [], 0
+    for marker in markers:
+        out += operations[last:marker.start]
+        out += [pikepdf.ContentStreamInstruction([], pikepdf.Operator("q")),
+                pikepdf.ContentStreamInstruction(list(marker.ctm.inverse().shorthand), pikepdf.Operator("cm")),
+                pikepdf.ContentStreamInstruction([pikepdf.Name(f"/DispatchSlot{marker.index}")], pikepdf.Operator("Do")),
+                pikepdf.ContentStreamInstruction([], pikepdf.Operator("Q"))]
+        last = marker.end + 1
+    out += operations[last:]
+    page.obj.Contents = pdf.make_stream(pikepdf.unparse_content_stream(out))
+    return [m.index for m in markers]
 
 
 # ---- the overlays ----
@@ -582,70 +632,49 @@ def _whole(renderer: PdfRenderer, master: Master, letter: Letter, reason: str) -
 
 
 def _cut_at_markers(page) -> list[bytes]:
-    """The page's content cut into one drawing per marker: the operations after each marker, at its depth,
-    preceded by the transformation in force there (so each drawing stands on its own)."""
+    """The page's content cut into one drawing per marker: the operations between a marker's painting and
+    the next one's, preceded by the transformation in force there, so that each drawing stands on its own."""
     import pikepdf
 
-    marker = [c / 255 for c in MARKER]
     operations = pikepdf.parse_content_stream(page)
-    cuts: list[tuple[int, pikepdf.Matrix, int]] = []  # (index after the marker, ctm, depth)
-    stack: list = []
-    ctm = pikepdf.Matrix()
-    i = 0
-    while i < len(operations):
-        operands, operator = operations[i]
-        op = str(operator)
-        if op == "q":
-            stack.append(ctm)
-        elif op == "Q":
-            ctm = stack.pop() if stack else pikepdf.Matrix()
-        elif op == "cm":
-            ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
-        elif op == "rg" and len(operands) == 3 and all(abs(float(v) - m) < 5e-4 for v, m in zip(operands, marker)):
-            end = next((j for j in range(i + 1, min(i + 10, len(operations)))
-                        if str(operations[j][1]) in ("f", "f*")), None)
-            if end is not None:
-                # the marker's own drawing ends with the Q that closes its q
-                depth, j = len(stack), end + 1
-                while j < len(operations) and str(operations[j][1]) == "Q" and depth > 0:
-                    ctm = stack.pop()
-                    depth -= 1
-                    j += 1
-                cuts.append((j, ctm, len(stack)))
-                i = j
-                continue
-        i += 1
+    markers = _markers(operations)
     drawings = []
-    for n, (begin, ctm, depth) in enumerate(cuts):
-        stop = cuts[n + 1][0] if n + 1 < len(cuts) else len(operations)
+    for n, marker in enumerate(markers):
+        stop = markers[n + 1].start if n + 1 < len(markers) else len(operations)
         chunk, level = [], 0
-        for operands, operator in operations[begin:stop]:
-            op = str(operator)
-            if op == "Q":
+        for operands, operator in operations[marker.end + 1:stop]:
+            name = str(operator)
+            if name == "Q":
                 if level == 0:
-                    if n + 1 < len(cuts):
-                        continue  # the next marker's own q/Q: belongs to no region
-                    break
+                    continue  # closes a group opened before the marker: not this drawing's
                 level -= 1
-            elif op == "q":
+            elif name == "q":
                 level += 1
-            elif op == "rg" and len(operands) == 3 and all(
-                    abs(float(v) - m) < 5e-4 for v, m in zip(operands, marker)):
-                break
             chunk.append(pikepdf.ContentStreamInstruction(operands, operator))
-        chunk = _drop_marker_tail(chunk)
+        while chunk and level and str(chunk[-1].operator) == "q":  # opened for the next marker
+            chunk.pop()
+            level -= 1
         head = [pikepdf.ContentStreamInstruction([], pikepdf.Operator("q")),
-                pikepdf.ContentStreamInstruction(list(ctm.shorthand), pikepdf.Operator("cm"))]
+                pikepdf.ContentStreamInstruction(list(_ctm_after(operations, marker).shorthand), pikepdf.Operator("cm"))]
         tail = [pikepdf.ContentStreamInstruction([], pikepdf.Operator("Q"))] * (1 + level)
         drawings.append(pikepdf.unparse_content_stream(head + chunk + tail))
     return drawings
 
 
-def _drop_marker_tail(chunk: list) -> list:
-    """The operations of the next marker's drawing that precede its colour (q, gs...), taken off the end."""
-    while chunk and str(chunk[-1].operator) in ("q", "gs", "BMC", "BDC", "re", "W", "n"):
-        chunk.pop()
-    return chunk
+def _ctm_after(operations: list, marker: _Marker):
+    """The transformation in force just after a marker's painting (its group closed)."""
+    import pikepdf
+
+    ctm, stack = marker.ctm, []
+    for operands, operator in operations[marker.start:marker.end + 1]:
+        name = str(operator)
+        if name == "q":
+            stack.append(ctm)
+        elif name == "Q":
+            ctm = stack.pop() if stack else ctm
+        elif name == "cm":
+            ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
+    return ctm
 
 
 def _assemble(master: Master, objects: Objects, fills: Sequence[tuple[bytes, bytes, float]], letter: Letter) -> bytes:
