@@ -8,16 +8,19 @@ As print shops do variable-data printing. Recipients whose letters differ only i
    a call to a "slot", a form XObject the size of the region (grown by SLOT_BLEED), filled per recipient.
    So a region's text comes in the page's content exactly where the full letter has it (same reading
    order, same text extraction).
-2. The overlays: many recipients per WeasyPrint document, one page ("sheet") per recipient, each
-   region placed at exactly its box in the master, styled by the same stylesheets, inside copies of the
-   elements that contain it in the letter (so their inherited styles and selectors apply).
-3. Each recipient's PDF: a copy of the master whose slots draw that recipient's sheet, with the
-   recipient's own metadata (title, subject, keywords, custom fields, XMP), written atomically.
+2. The overlays: the distinct contents of the regions of many recipients are laid out in one
+   WeasyPrint document, down tall pages, each region at its master x and width, styled by the same
+   stylesheets, inside copies of the elements that contain it in the letter (so inherited styles and
+   selectors apply). Each region's background is the marker colour: its painting cuts the page's
+   content into one drawing per region.
+3. Each recipient's PDF: the master's bytes, then an incremental update (pdfupdate.py) whose slots
+   draw that recipient's regions, with the recipient's own metadata (title, subject, keywords, custom
+   fields, XMP), written atomically.
 
 Guards: every region must have a fixed height and be found at the same place on every page it shows
 on; in the overlay it must land on its master box, look the same (font, size, colour, alignment...),
-and its content must fit in its box. A recipient (or a whole group) that fails a guard gets a
-FellBack with the reason, and is rendered whole instead (see campaign.render).
+and its content must fit in its box. A group that fails a guard is rendered whole (MasterJob gives a
+FellBack with the reason); a letter that fails one is rendered whole by its overlay job, which says why.
 """
 
 from __future__ import annotations
@@ -232,6 +235,9 @@ def _find_slots(document) -> tuple[list[Slot], tuple[float, float]]:
             if box.style["height"] == "auto":
                 raise _Unfit(f"region {name!r} has no fixed height in the stylesheet, so its content could move "
                              "the rest of the letter")
+            if getattr(box.style["background_color"], "alpha", 0) or any(
+                    kind != "none" for kind, _ in box.style["background_image"]):
+                raise _Unfit(f"region {name!r} has a background (its overlay marks it with one of its own)")
             index = int(marker.get("data-dispatch-slot"))
             rect = (box.border_box_x(), box.border_box_y(), box.border_width(), box.border_height())
             known = by_index.get(index)
@@ -426,9 +432,6 @@ _OVERLAY_CSS = """
 [data-dispatch-sheet] { display: block !important; position: relative !important; margin: 0 !important;
   padding: 0 !important; border: 0 none !important; width: %(w).6fpx !important; height: %(h).6fpx !important;
   overflow: visible !important; break-after: page !important; break-inside: avoid !important; }
-[data-dispatch-marker] { position: absolute !important; left: 0 !important; width: 1px !important;
-  height: 1px !important; margin: 0 !important; padding: 0 !important; border: 0 none !important;
-  background: rgb(%(marker)s) !important; }
 """
 _MARGIN_BOXES = ("top-left-corner", "top-left", "top-center", "top-right", "top-right-corner", "right-top",
                  "right-middle", "right-bottom", "bottom-right-corner", "bottom-right", "bottom-center",
@@ -438,14 +441,15 @@ SHEET_HEIGHT = 14000.0  # px: an overlay page holds as many letters' regions as 
 
 def overlay_css(master: Master) -> str:
     """The overlay documents' own stylesheet: page size, no margin boxes, wrappers without boxes, slots."""
-    css = _OVERLAY_CSS % {"w": master.page_width, "h": SHEET_HEIGHT, "marker": ",".join(map(str, MARKER)),
+    css = _OVERLAY_CSS % {"w": master.page_width, "h": SHEET_HEIGHT,
                           "boxes": " ".join(f"@{b} {{ content: none !important; }}" for b in _MARGIN_BOXES)}
     return css + "".join(
         f'[data-dispatch-slot="{slot.index}"] {{ position: absolute !important; left: {slot.x:.6f}px !important; '
         f"width: {slot.width:.6f}px !important; height: {slot.height:.6f}px !important; right: auto !important; "
         "bottom: auto !important; margin: 0 !important; box-sizing: border-box !important; float: none !important; "
         "transform: none !important; break-before: auto !important; break-after: auto !important; "
-        "z-index: auto !important; }\n" for slot in master.slots)
+        "z-index: auto !important; background: rgb(%s) !important; background-clip: border-box !important; }\n"
+        % ",".join(map(str, MARKER)) for slot in master.slots)
 
 
 @dataclass(frozen=True)
@@ -486,9 +490,9 @@ def plan_instances(master: Master, letters: Sequence[Letter]) -> tuple[list[_Ins
 
 
 def overlay_html(master: Master, instances: Sequence[_Instance]) -> str:
-    """The region instances down tall pages, each preceded by a marker, inside copies of the elements that
-    contain it in the letter. The markers (absolutely positioned, so painted in document order with the
-    regions) cut each page's content into one drawing per instance."""
+    """The region instances down tall pages, inside copies of the elements that contain them in the letter.
+    Each region's background is the marker colour (overlay_css): its painting, first of the region's own,
+    cuts the page's content into one drawing per instance."""
     parts = ["<!DOCTYPE html>", master.html_element.start(), '<head><meta charset="utf-8">', master.head,
              "</head>"]
     body = next((a for slot in master.slots for a in slot.ancestors[:1]), Element("body", ()))
@@ -499,7 +503,6 @@ def overlay_html(master: Master, instances: Sequence[_Instance]) -> str:
             parts.append(("</div>" if sheet >= 0 else "") + "<div data-dispatch-sheet>")
             sheet = instance.sheet
         slot = instance.slot
-        parts.append(f'<div data-dispatch-marker style="top:{instance.top:.6f}px"></div>')
         for ancestor in slot.ancestors[1:]:
             parts.append(ancestor.start(" data-dispatch-wrap"))
         attrs = dict(slot.element.attrs)
