@@ -236,6 +236,7 @@ def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, Merged], N
     seen: dict[tuple, list[Recipient]] = defaultdict(list)
     first: dict[tuple, TemplateError] = {}
     coverage = FontCoverage(campaign.workspace.templates / "fonts")
+    clean: set[str] = set()  # groups whose shared part every font check passed
     problems = []
     for recipient in campaign.recipients.rows:
         try:
@@ -245,7 +246,13 @@ def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, Merged], N
             seen[key].append(recipient)
             first.setdefault(key, exc)
             continue
-        missing = coverage.missing(html_text(merged.html))
+        parts = merged.parts()
+        if parts.names and parts.group in clean:  # the shared part was checked: check what is the recipient's
+            missing = coverage.missing(html_text(parts.head + "".join(parts.contents)))
+        else:
+            missing = coverage.missing(html_text(merged.html))
+            if not missing:
+                clean.add(parts.group)
         if missing:
             problems.append(_glyph_problem(campaign, recipient, missing))
         elif on_html is not None:

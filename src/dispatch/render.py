@@ -9,6 +9,7 @@ Two Jinja2 environments, both sandboxed and strict about undefined names:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import contextlib
 import os
@@ -231,21 +232,23 @@ def generate_limited(template: jinja2.Template, variables: Mapping[str, Any], *,
     """The template's output, within the size and time limits (TimeBudgetExceeded when it runs too long)."""
     with time_budget(TIME_BUDGET_SECONDS):
         parts, size = [], 0
-        for chunk in template.generate(variables):
-            size += len(chunk)
+        chunks = template.generate(variables)
+        while batch := list(itertools.islice(chunks, 64)):  # checked every 64 pieces: the loop costs less
+            piece = "".join(batch)
+            size += len(piece)
             if size > MAX_OUTPUT_CHARS:
                 raise TemplateError(too_long, file=where, hint="look for a loop that repeats text without end")
-            parts.append(chunk)
+            parts.append(piece)
         return "".join(parts)
 
 
 class Merged:
     """One merged letter, with its region marks: the whole letter (html), or its parts (parts())."""
 
-    __slots__ = ("marked", "marks", "_html")
+    __slots__ = ("marked", "marks", "_html", "_parts")
 
     def __init__(self, marked: str, marks: Marks) -> None:
-        self.marked, self.marks, self._html = marked, marks, None
+        self.marked, self.marks, self._html, self._parts = marked, marks, None, None
 
     @property
     def html(self) -> str:
@@ -254,7 +257,9 @@ class Merged:
         return self._html
 
     def parts(self) -> Parts:
-        return self.marks.split(self.marked)
+        if self._parts is None:
+            self._parts = self.marks.split(self.marked)
+        return self._parts
 
 
 class _MarkingLoader(jinja2.FileSystemLoader):
