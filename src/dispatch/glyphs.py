@@ -24,45 +24,40 @@ def _needs_glyph(char: str) -> bool:
 
 @lru_cache(maxsize=64)
 def _cmap(path: str, stamp: tuple) -> frozenset[int]:
-    """The characters one font file (all fonts of a collection) covers."""
+    """The characters one font file (every font of a collection) covers; stamp is its mtime and size."""
     from fontTools.ttLib import TTCollection, TTFont  # a WeasyPrint dependency
 
     try:
         fonts = TTCollection(path).fonts if path.lower().endswith(".ttc") else [TTFont(path, lazy=True)]
+        covered: set[int] = set()
+        for font in fonts:
+            covered.update(font.getBestCmap() or {})
     except Exception:  # a damaged font is WeasyPrint's to report; it simply covers nothing here
         return frozenset()
-    covered: set[int] = set()
-    for font in fonts:
-        covered.update(font.getBestCmap() or {})
     return frozenset(covered)
 
 
 class FontCoverage:
-    """The characters covered by the font files under a folder.
+    """The characters covered by every font file under a folder.
 
-    Fonts are read only as needed, smallest file first: a letter in one script usually needs one font.
+    A font's character map is read only when a character is not covered by the fonts read so far,
+    smallest file first: a letter in the Latin script never waits for a large CJK font to be read.
     """
 
     def __init__(self, folder: Path) -> None:
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in FONT_SUFFIXES) if folder.is_dir() else []
-        self._unread = sorted(((p.stat().st_size, str(p), p.stat().st_mtime_ns) for p in files), reverse=True)
+        stamps = [(str(p), (p.stat().st_mtime_ns, p.stat().st_size)) for p in files]
+        self._unread = sorted(stamps, key=lambda item: (item[1][1], item[0]))
         self._covered: set[int] = set()
-        self._checked: set[str] = set()  # characters known to be covered or not to need a glyph
-
-    def _covers(self, code: int) -> bool:
-        while code not in self._covered and self._unread:
-            size, path, mtime = self._unread.pop()
-            self._covered |= _cmap(path, (size, mtime))
-        return code in self._covered
 
     def missing(self, text: str) -> list[str]:
         """Characters of text that no font covers, in order of first appearance."""
-        new = set(text) - self._checked
-        bad = {c for c in new if _needs_glyph(c) and not self._covers(ord(c))}
-        self._checked |= new - bad
-        if not bad:
-            return []
-        return sorted(bad, key=text.index)
+        covered = self._covered
+        chars = [c for c in dict.fromkeys(text) if ord(c) not in covered and _needs_glyph(c)]
+        while chars and self._unread:
+            covered.update(_cmap(*self._unread.pop(0)))
+            chars = [c for c in chars if ord(c) not in covered]
+        return chars
 
 
 def html_text(document: str) -> str:
