@@ -17,31 +17,34 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from . import __version__, i18n, printing
-from .compose import CoverNotes
+from . import __version__, i18n
 from .errors import (DispatchError, PrintError, Problem, RenderError, SendError, TemplateError, ValidationFailed,
                      WorkspaceError)
 from .freshness import REASONS, letter_key, reason_to_render, templates_digest
 from .glyphs import FontCoverage, describe, html_text
 from .journal import DELIVERY_KINDS, Event, Journal
 from .letters import LetterVersions, read_letter_versions
-from .mailer import (Draft, Mailer, Outcome, SmtpSettings, addresses, build_message, check_address, sender_address,
-                     stored_password)
-from .mailer import smtp_settings as mailer_settings
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
 from .render import (Layouts, Merged, MergeContext, Merger, PdfRenderer, check_pdf_variant, engine_version, pdf_variants,
                      remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
-from .sending import Choice, Item, SendSummary, choose, execute, settle_interrupted
 from .status import StatusRow, delivery_text
 from .workers import Done, Job, PdfPool
 from .regions import Parts
 from .rendering import Explanation, Order, render_letters
 from .signing import Signer
 from .workspace import Workspace, open_workspace
+
+if TYPE_CHECKING:
+    from . import printing
+    from .mailer import Outcome, SmtpSettings
+    from .sending import Choice, Item, SendSummary
+
+# Sending (smtplib, ssl, email) and the print run are imported by the functions that use them, so that
+# render and preview do not wait for them.
 
 log = logging.getLogger(__name__)
 
@@ -462,10 +465,10 @@ class Preview:
 def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
             renderer: PdfRenderer | None = None, dpi: int = 110) -> Preview:
     """Render one recipient's letter and a PNG of each of its pages."""
-    import pypdfium2
-
     summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer, jobs=1)
     _raise_failures(summary)
+    import pypdfium2  # after the PDF is written: the images come second
+
     result = summary.output_dir / f"{recipient_id}.pdf"
     folder = summary.output_dir / "preview"
     folder.mkdir(parents=True, exist_ok=True)
@@ -566,6 +569,8 @@ def print_run(ws: Workspace, *, letter: str | None = None, only: list[str] | Non
     Everything is checked first (settings, recipients, addresses, the window when [print] window = true) and
     the files are made in memory, so a refused run writes nothing into print/.
     """
+    from . import printing
+
     options = printing.print_options(ws.settings.section("print"), envelope=envelope, order=order, duplex=duplex)
     loaded, warnings = check(ws, letter)
     chosen = _print_recipients(loaded.recipients, only)
@@ -615,6 +620,8 @@ def _print_recipients(table: RecipientTable, only: list[str] | None) -> list[Rec
 
 
 def _check_windows(items: list[printing.PrintItem], envelope: printing.Envelope, file: str) -> None:
+    from . import printing
+
     problems = []
     for item in items:
         reason = printing.window_problem(printing.address_boxes(item.letter_pdf, item.lines), envelope)
@@ -753,6 +760,8 @@ class SendPlan:
         return self.campaign.letter_name
 
     def summary(self) -> SendSummary:
+        from .sending import SendSummary
+
         c = self.choice
         return SendSummary(self.letter_name, already_sent=list(c.already_sent), failed_earlier=list(c.failed_earlier),
                            uncertain_earlier=list(c.uncertain), later=list(c.later))
@@ -787,6 +796,10 @@ class SendRun:
                 renderer: PdfRenderer | None = None,
                 on_render: Callable[[RenderedLetter], None] | None = None) -> SendPlan:
         """Validate, choose who gets a message, render missing or out-of-date letters, build every message."""
+        from .compose import CoverNotes
+        from .mailer import Draft, addresses, build_message, sender_address
+        from .sending import Item, choose, settle_interrupted
+
         ws = self.ws
         campaign, warnings = check(ws, letter)
         warnings = [w for w in warnings if w.column != "address"]  # postal addresses do not matter here
@@ -878,6 +891,9 @@ class SendRun:
 
     def send(self, plan: SendPlan, settings: SmtpSettings, password: str | None,
              on_progress: Callable[[Item, Outcome], None] | None = None) -> SendSummary:
+        from .mailer import Mailer
+        from .sending import execute
+
         return execute(plan.items, letter=plan.letter_name, journal=self.journal, mailer=Mailer(settings, password),
                        settings=settings, summary=plan.summary(), on_progress=on_progress)
 
@@ -886,6 +902,8 @@ PLACEHOLDER_SENDER = "sender-not-set@example.org"
 
 
 def _settings_addresses(settings, section: str, key: str) -> tuple[str, ...]:
+    from .mailer import addresses, check_address
+
     found = addresses([settings.get(section, key)])
     for address in found:
         try:
@@ -898,10 +916,14 @@ def _settings_addresses(settings, section: str, key: str) -> tuple[str, ...]:
 
 def smtp_settings(ws: Workspace) -> SmtpSettings:
     """The SMTP settings of the campaign with the environment's overrides; SendError if unusable."""
+    from .mailer import smtp_settings as mailer_settings
+
     return mailer_settings(ws.settings.section("smtp"), ws.settings.get("sender", "email"))
 
 
 def smtp_password(settings: SmtpSettings) -> str | None:
+    from .mailer import stored_password
+
     return stored_password(settings)
 
 

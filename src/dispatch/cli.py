@@ -17,13 +17,12 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import __version__, campaign
+from . import __version__
 from .credentials import stored_secret
 from .errors import DispatchError, Problem, SendError
 from .signing import Signer, open_signer, read_key_file
@@ -36,6 +35,14 @@ from .verify import read_trust, verify_files
 
 StatusFormat = enum.Enum("StatusFormat", {name: name for name in STATUS_FORMATS}, type=str)
 from .workspace import Workspace, open_workspace
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from . import campaign
+
+# Each command imports the pipeline (campaign: pandas, Jinja2, ...) when it runs, and WeasyPrint is
+# imported only where a PDF is made: `dispatch --help` or a mistyped option answers at once.
 
 app = typer.Typer(
     name="dispatch",
@@ -122,6 +129,8 @@ def main(workspace: WorkspaceOption = Path("."),
 @handle_errors
 def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")]) -> None:
     """Create a new campaign folder with a sample letter, recipients and templates."""
+    from . import campaign
+
     created = campaign.init(directory)
     out.print(f"created {directory} with {len(created)} files", markup=False)
     out.print(f"next: cd {directory} && dispatch validate && dispatch render", markup=False)
@@ -132,6 +141,8 @@ def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")]) -
 def validate(letter: LetterOption = None,
              as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, for scripts.")] = False) -> None:
     """Check recipients.csv, the letter and the templates; report every problem at once."""
+    from . import campaign
+
     ws = _workspace()
     problems = campaign.validate(ws, letter)
     errors = sum(1 for p in problems if p.severity == "error")
@@ -153,6 +164,8 @@ def validate(letter: LetterOption = None,
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err,
                     disable=state.quiet or not err.is_terminal, transient=True)
@@ -215,6 +228,8 @@ def render(letter: LetterOption = None, only: OnlyOption = None,
                "--explain", help="Then list the groups of letters rendered layered, their regions, and the "
                                  "letters rendered whole and why.")] = False) -> None:
     """Render one letter per recipient into out/<letter>/<id>.pdf (only those new or changed)."""
+    from . import campaign
+
     ws = _workspace()
     explanation = campaign.Explanation()
     signer = _signer(sign)
@@ -283,6 +298,8 @@ def verify(files: Annotated[list[Path], typer.Argument(help="Signed PDF files to
                help="A certificate the signer must chain to (repeatable); without it the signer is shown, "
                     "not checked.")] = None) -> None:
     """Check each PDF's signature and that it is the file the journal recorded as sent (or rendered)."""
+    from . import campaign
+
     ws = _workspace()
     with campaign.open_journal(ws) as journal:
         results = verify_files(files, journal, trust=read_trust(trust or []))
@@ -311,6 +328,8 @@ def preview(recipient: Annotated[str, typer.Argument(help="Recipient id, e.g. NA
             watch: Annotated[bool, typer.Option("--watch", help="Render again whenever the letter, a template, "
                                                 "dispatch.toml or recipients.csv changes (Ctrl-C to stop).")] = False) -> None:
     """Render one recipient's letter and a PNG image of each page."""
+    from . import campaign
+
     ws = _workspace()
     if not watch:
         result = campaign.preview(ws, recipient, letter=letter)
@@ -356,6 +375,8 @@ def print_(letter: LetterOption = None, only: OnlyOption = None,
            envelope: Annotated[Optional[str], typer.Option("--envelope", help="DL, C5 or C4 (default: [print] envelope).", show_default=False)] = None,
            allow_missing_address: Annotated[bool, typer.Option("--allow-missing-address", help="Print the letters of recipients without a postal address too (they get no envelope or label).")] = False) -> None:
     """Make the print run for hand delivery: letters, envelopes, labels and the courier's manifest."""
+    from . import campaign
+
     ws = _workspace()
     started = time.monotonic()
     with _progress() as progress:
@@ -396,6 +417,8 @@ def mark(ids: Annotated[list[str], typer.Argument(help="Recipient ids, e.g. NA F
          undo: Annotated[bool, typer.Option("--undo", help="Withdraw a mistaken mark.")] = False,
          letter: LetterOption = None) -> None:
     """Record in the journal that letters were delivered by hand (or withdraw the mark with --undo)."""
+    from . import campaign
+
     if not delivered:
         err.print("error: say what to record: dispatch mark ID --delivered", markup=False)
         raise typer.Exit(2)
@@ -418,6 +441,8 @@ def _delivered_text(event) -> str:
 @handle_errors
 def proof(letter: LetterOption = None) -> None:
     """Write a proof sheet (page 1 of every letter, 12 to a page) and a report of what differs between letters."""
+    from . import campaign
+
     ws = _workspace()
     with _progress() as progress:
         task = progress.add_task("proof sheet", total=None, rate="")
@@ -503,6 +528,8 @@ def send(letter: LetterOption = None, only: OnlyOption = None,
          resend: Annotated[Optional[list[str]], typer.Option("--resend", help="Send to this recipient again, even if sent before (repeatable).")] = None,
          resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Send again the messages whose delivery is uncertain (check the mailbox first).")] = False) -> None:
     """Email the letter to recipients whose channel is email or both: each once, with a journal."""
+    from . import campaign
+
     ws = _workspace()
     settings = None if dry_run else campaign.smtp_settings(ws)
     with campaign.SendRun(ws) as run:
@@ -558,6 +585,8 @@ def send(letter: LetterOption = None, only: OnlyOption = None,
 def status(letter: LetterOption = None, only: OnlyOption = None,
            fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table, csv or json.")] = StatusFormat.table) -> None:
     """Show each recipient's PDF, email status, server reply and hand delivery, from the journal."""
+    from . import campaign
+
     name, rows = campaign.status(_workspace(), letter=letter, only=only)
     if fmt.value == "csv":
         typer.echo(status_csv(rows), nl=False)
@@ -578,6 +607,8 @@ def status(letter: LetterOption = None, only: OnlyOption = None,
 @handle_errors
 def report(letter: LetterOption = None) -> None:
     """Write out/<letter>/report.html: where every letter stands, one page that works offline."""
+    from . import campaign
+
     ws = _workspace()
     target = campaign.write_report(ws, letter=letter)
     out.print(f"{ws.relative(target)}: open it in a web browser (it needs no server or network)", markup=False)
@@ -585,6 +616,8 @@ def report(letter: LetterOption = None) -> None:
 
 def _refresh_report(ws: Workspace, letter: str | None) -> None:
     """send, print and mark keep the report current."""
+    from . import campaign
+
     target = campaign.write_report(ws, letter=letter)
     if not state.quiet:
         out.print(f"report: {ws.relative(target)}", markup=False)
