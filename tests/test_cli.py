@@ -84,6 +84,21 @@ def test_preview_writes_pdf_and_page_images(make_workspace):
     assert "Namibia" in flat(pdf_text(folder / "out" / "letter" / "NA.pdf"))
 
 
+def test_preview_checks_the_letter_it_shows(make_workspace):
+    # Preview merges only its own recipient's letter: a character no font has elsewhere does not stop it;
+    # in its own row it does, with the message validate gives.
+    folder = make_workspace([row("NA", "Namibia"), row("FR", "France \U0001F600")])
+    result = run("-C", str(folder), "preview", "NA")
+    assert result.exit_code == 0, result.output
+    result = run("-C", str(folder), "preview", "FR")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "error: recipients.csv:3: state: no font in templates/fonts/ can draw '😀' (U+1F600 GRINNING FACE)")
+    assert not (folder / "out" / "letter" / "FR.pdf").exists()
+    result = run("-C", str(folder), "validate")
+    assert result.exit_code == 1 and "can draw '😀'" in result.stderr
+
+
 def test_init_creates_a_working_campaign(tmp_path):
     target = tmp_path / "new-campaign"
     result = run("init", str(target))

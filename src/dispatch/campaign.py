@@ -14,6 +14,7 @@ import logging
 import re
 import shutil
 from collections import defaultdict
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -230,6 +231,11 @@ def _address_warnings(table: RecipientTable) -> list[Problem]:
                     hint="letters are still rendered; envelopes and labels need an address")]
 
 
+# The recipients whose letters validation merges and checks for glyphs, when not all of them: preview
+# sets it to the one recipient it shows (merging every other letter tells nothing about that one).
+_merged_only: ContextVar[frozenset[str] | None] = ContextVar("merged_only", default=None)
+
+
 def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, Merged], None] | None = None) -> list[Problem]:
     """Merge every row (HTML only) so a name a row does not define is found before rendering."""
     try:
@@ -241,7 +247,10 @@ def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, Merged], N
     coverage = FontCoverage(campaign.workspace.templates / "fonts")
     clean: set[str] = set()  # groups whose shared part every font check passed
     problems = []
+    only = _merged_only.get()
     for recipient in campaign.recipients.rows:
+        if only is not None and recipient.id not in only:
+            continue
         try:
             merged = merger.merged(recipient)
         except TemplateError as exc:
@@ -464,8 +473,16 @@ class Preview:
 
 def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
             renderer: PdfRenderer | None = None, dpi: int = 110) -> Preview:
-    """Render one recipient's letter and a PNG of each of its pages."""
-    summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer, jobs=1)
+    """Render one recipient's letter and a PNG of each of its pages.
+
+    Refuses what render refuses, except that only this recipient's letter is merged and checked for
+    characters the fonts lack (the other letters are merged when they are rendered).
+    """
+    scope = _merged_only.set(frozenset([recipient_id]))
+    try:
+        summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer, jobs=1)
+    finally:
+        _merged_only.reset(scope)
     _raise_failures(summary)
     import pypdfium2  # after the PDF is written: the images come second
 
