@@ -89,6 +89,10 @@ def test_unknown_variant_is_refused(make_workspace, tmp_path):
     result = CliRunner().invoke(app, ["-C", str(folder), "validate"])
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "error: dispatch.toml:9: pdf_variant: unknown PDF variant 'pdf/a-9'"
+    preview = CliRunner().invoke(app, ["-C", str(folder), "preview", "NA"])  # the variants come from its process
+    assert preview.exit_code == 1
+    assert preview.stderr.splitlines()[0] == "error: dispatch.toml:9: pdf_variant: unknown PDF variant 'pdf/a-9'"
+    assert not (folder / "out" / "letter" / "NA.pdf").exists()
     with pytest.raises(RenderError) as caught:
         PdfRenderer(tmp_path, pdf_variant="pdf/a")
     assert str(caught.value) == "unknown PDF variant 'pdf/a'"

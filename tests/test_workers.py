@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from dispatch.render import sha256
-from dispatch.workers import Job, PdfPool
+from dispatch.errors import RenderError
+from dispatch.render import PdfRenderer, pdf_variants, sha256
+from dispatch.workers import Job, PdfPool, RendererProcess
 from tests.conftest import flat, pdf_text, row
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
@@ -38,6 +39,30 @@ def test_pool_writes_pdfs_in_order_and_reports_a_bad_document(make_workspace, tm
         assert sha256(done.target.read_bytes()) == done.sha256 and done.target.stat().st_size == done.size
         assert text in flat(pdf_text(done.target))
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+def test_renderer_process_renders_what_a_renderer_here_renders(make_workspace):
+    templates = make_workspace([row("NA", "Namibia")]) / "templates"
+    page = PAGE.format("Letter for Andorra")
+    with RendererProcess(templates, pdf_variant="pdf/a-3u") as remote:
+        assert remote.pdf_variants() == pdf_variants()
+        pdf = remote.render(page)
+        with pytest.raises(RenderError) as caught:
+            remote.render(PAGE.replace("letter.css", "http://127.0.0.1:9/x.css"))
+        assert "never fetches from the network" in str(caught.value)
+        assert remote.render(page).data == pdf.data  # still serving after a bad document
+        process = remote._process
+    assert not process.is_alive()
+    here = PdfRenderer(templates, pdf_variant="pdf/a-3u").render(page)
+    assert (pdf.data, pdf.pages, pdf.anchors) == (here.data, here.pages, here.anchors)
+
+
+def test_renderer_process_closed_before_use_stops_at_once(make_workspace):
+    templates = make_workspace([row("NA", "Namibia")]) / "templates"
+    started = time.monotonic()
+    with RendererProcess(templates) as remote:
+        process = remote._process
+    assert not process.is_alive() and time.monotonic() - started < 5
 
 
 def many_rows(count: int) -> list[dict[str, str]]:

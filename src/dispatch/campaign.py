@@ -33,7 +33,7 @@ from .render import (Layouts, Merged, MergeContext, Merger, PdfRenderer, check_p
                      remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
 from .status import StatusRow, delivery_text
-from .workers import Done, Job, PdfPool
+from .workers import Done, Job, PdfPool, RendererProcess
 from .regions import Parts
 from .rendering import Explanation, Order, render_letters
 from .signing import Signer
@@ -154,7 +154,7 @@ def validate(ws: Workspace, letter: str | None = None) -> list[Problem]:
 def _validate(ws: Workspace, letter: str | None = None,
               on_html: Callable[[Recipient, Merged], None] | None = None) -> tuple[list[Problem], Campaign | None]:
     """The problems, and the campaign when it could be read. on_html sees each merged letter."""
-    problems: list[Problem] = _settings_problems(ws)
+    problems: list[Problem] = []
     versions = table = None
     try:
         versions = _read_versions(ws, letter)
@@ -170,19 +170,26 @@ def _validate(ws: Workspace, letter: str | None = None,
         problems.extend(check_recipients(table, default_language=ws.settings.language))
         problems.extend(_address_warnings(table))
     if versions is None or table is None:
-        return problems, None
+        return _settings_problems(ws) + problems, None
     found = Campaign(ws, versions, table)
     problems.extend(_fallback_warnings(found))
     problems.extend(_merge_problems(found, on_html))
-    return problems, found
+    # Checked last, reported first: the PDF variants come from WeasyPrint, which preview's renderer
+    # process imports meanwhile.
+    return _settings_problems(ws) + problems, found
+
+
+# Where the PDF variants WeasyPrint can write come from: render.pdf_variants imports WeasyPrint here;
+# preview asks its renderer process instead (workers.RendererProcess).
+_pdf_variants: ContextVar[Callable[[], tuple[str, ...]]] = ContextVar("pdf_variants", default=pdf_variants)
 
 
 def _settings_problems(ws: Workspace) -> list[Problem]:
     variant = ws.settings.pdf_variant
-    if variant and variant not in pdf_variants():
+    if variant and variant not in (variants := _pdf_variants.get()()):
         return [Problem(f"unknown PDF variant {variant!r}", file="dispatch.toml",
                         line=ws.settings.line("campaign", "pdf_variant"), column="pdf_variant",
-                        hint=f"use one of {', '.join(pdf_variants())}, or \"\" for a plain PDF")]
+                        hint=f"use one of {', '.join(variants)}, or \"\" for a plain PDF")]
     return []
 
 
@@ -476,12 +483,22 @@ def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
     """Render one recipient's letter and a PNG of each of its pages.
 
     Refuses what render refuses, except that only this recipient's letter is merged and checked for
-    characters the fonts lack (the other letters are merged when they are rendered).
+    characters the fonts lack (the other letters are merged when they are rendered). A RendererProcess
+    as renderer (started by the caller before it imported this module) renders it, and tells the PDF
+    variants the settings are checked against, so that WeasyPrint is not imported in this process.
     """
+    variants = pdf_variants
+    if isinstance(renderer, RendererProcess):
+        if renderer.pdf_variant == resolve_pdf_variant(ws):
+            variants = renderer.pdf_variants
+        else:  # started for other settings: render here, the PDF that render would write
+            renderer = None
     scope = _merged_only.set(frozenset([recipient_id]))
+    source = _pdf_variants.set(variants)
     try:
         summary = render(ws, letter=letter, only=[recipient_id], renderer=renderer, jobs=1)
     finally:
+        _pdf_variants.reset(source)
         _merged_only.reset(scope)
     _raise_failures(summary)
     import pypdfium2  # after the PDF is written: the images come second

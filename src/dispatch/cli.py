@@ -328,17 +328,23 @@ def preview(recipient: Annotated[str, typer.Argument(help="Recipient id, e.g. NA
             watch: Annotated[bool, typer.Option("--watch", help="Render again whenever the letter, a template, "
                                                 "dispatch.toml or recipients.csv changes (Ctrl-C to stop).")] = False) -> None:
     """Render one recipient's letter and a PNG image of each page."""
-    from . import campaign
-
     ws = _workspace()
     if not watch:
-        result = campaign.preview(ws, recipient, letter=letter)
+        from .workers import RendererProcess
+
+        # WeasyPrint is imported in a process of its own while this one reads and checks the campaign.
+        with RendererProcess(ws.templates, pdf_variant=ws.settings.pdf_variant or None) as renderer:
+            from . import campaign
+
+            result = campaign.preview(ws, recipient, letter=letter, renderer=renderer)
         out.print(ws.relative(result.pdf), markup=False)
         for page in result.pages:
             out.print(ws.relative(page), markup=False)
         if open_:
             _open_viewer(ws, result.pdf)
         return
+    from . import campaign
+
     opened = False
 
     def on_event(event: campaign.WatchEvent) -> None:

@@ -191,3 +191,112 @@ class PdfPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _serve_renderer(connection, templates: str, log_levels: dict[str, int], pdf_variant: str | None) -> None:
+    """The process of a RendererProcess: import WeasyPrint, tell the PDF variants it writes, then render
+    each HTML document it is sent, until the connection closes."""
+    import traceback
+
+    from .render import pdf_variants
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    for name, level in log_levels.items():
+        logging.getLogger(name or None).setLevel(level)
+    try:
+        connection.send(("variants", pdf_variants()))
+        try:
+            renderer, problem = PdfRenderer(Path(templates), pdf_variant=pdf_variant), None
+        except DispatchError as exc:
+            renderer, problem = None, exc.problem
+        while True:
+            try:
+                html = connection.recv()
+            except EOFError:
+                return
+            if renderer is None:
+                connection.send(("problem", problem))
+                continue
+            try:
+                connection.send(("pdf", renderer.render(html)))
+            except DispatchError as exc:
+                connection.send(("problem", exc.problem))
+    except (BrokenPipeError, EOFError):  # the command is gone
+        return
+    except Exception:  # a bug: the command reports it
+        connection.send(("bug", traceback.format_exc()))
+
+
+class RendererProcess:
+    """A PdfRenderer in a process of its own, started before it is needed; use it as a context manager.
+
+    For a command that renders one document in a new process (dispatch preview): importing WeasyPrint
+    takes most of a second, and the process started here does it while this one reads and checks the
+    campaign (pandas, Jinja2). render(html) gives what PdfRenderer.render gives (the same code makes the
+    same bytes there); pdf_variants() what render.pdf_variants does, without importing WeasyPrint here.
+    Anything else asked of it is answered by a PdfRenderer in this process.
+    """
+
+    def __init__(self, templates: Path, *, pdf_variant: str | None = None) -> None:
+        self.templates = templates
+        self.pdf_variant = pdf_variant or None
+        self._variants: tuple[str, ...] | None = None
+        self._local: PdfRenderer | None = None
+        context = get_context("spawn")
+        self._connection, theirs = context.Pipe()
+        levels = {name: logging.getLogger(name or None).getEffectiveLevel() for name in ("", "weasyprint", "fontTools")}
+        self._process = context.Process(target=_serve_renderer, daemon=True,
+                                        args=(theirs, str(templates), levels, self.pdf_variant))
+        with _workers_skip_main_script():
+            self._process.start()
+        theirs.close()
+
+    def pdf_variants(self) -> tuple[str, ...]:
+        """The PDF variants WeasyPrint can write (waits until the process has imported it)."""
+        if self._variants is None:
+            self._variants = self._receive()
+        return self._variants
+
+    def render(self, html: str):
+        """The PDF (a render.Pdf), as PdfRenderer.render makes it; RenderError as it raises it."""
+        self.pdf_variants()  # the first answer of the process
+        try:
+            self._connection.send(html)
+        except OSError:
+            self._stopped()
+        return self._receive()
+
+    def _receive(self):
+        try:
+            kind, value = self._connection.recv()
+        except (EOFError, OSError):
+            self._stopped()
+        if kind == "problem":
+            raise RenderError(value.message, file=value.file, line=value.line, column=value.column, hint=value.hint)
+        if kind == "bug":
+            raise RuntimeError(f"in the rendering process: {value}")
+        return value
+
+    def _stopped(self) -> None:  # raises
+        raise RenderError("the rendering process stopped unexpectedly (out of memory, or killed)",
+                          hint="run the command again") from None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._local is None:
+            self._local = PdfRenderer(self.templates, pdf_variant=self.pdf_variant)
+        return getattr(self._local, name)
+
+    def close(self) -> None:
+        """Stop the process (it holds nothing that needs saving: this process writes the PDFs)."""
+        self._connection.close()
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+
+    def __enter__(self) -> "RendererProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
