@@ -41,10 +41,11 @@ def test_pool_writes_pdfs_in_order_and_reports_a_bad_document(make_workspace, tm
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
 
 
-def test_renderer_process_renders_what_a_renderer_here_renders(make_workspace):
+@pytest.mark.parametrize("start_method", ["spawn", "fork"] if sys.platform == "linux" else ["spawn"])
+def test_renderer_process_renders_what_a_renderer_here_renders(make_workspace, start_method):
     templates = make_workspace([row("NA", "Namibia")]) / "templates"
     page = PAGE.format("Letter for Andorra")
-    with RendererProcess(templates, pdf_variant="pdf/a-3u") as remote:
+    with RendererProcess(templates, pdf_variant="pdf/a-3u", start_method=start_method) as remote:
         assert remote.pdf_variants() == pdf_variants()
         pdf = remote.render(page)
         with pytest.raises(RenderError) as caught:
