@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,11 @@ SENDER = """[sender]
 name = "Coalition for the Court"
 reply_to = "replies@example.org"
 """
+
+
+
+def interruptible() -> None:
+    """preexec_fn for a command a test stops with SIGINT: Ctrl-C's default action, even when the tests run
+    where SIGINT is ignored (a shell's background job), so that Python in the child turns it into
+    KeyboardInterrupt as it does at a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,7 +14,7 @@ from pathlib import Path
 from pypdf import PdfReader
 
 from dispatch.journal import Journal
-from tests.conftest import row
+from tests.conftest import interruptible, row
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
 
@@ -30,7 +30,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_ctrl_c_during_render_stops_cleanly_and_a_rerun_finishes(make_workspace):
     folder = make_workspace(many(40))
     out = folder / "out" / "letter"
-    process = subprocess.Popen([DISPATCH, "render"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    process = subprocess.Popen(preexec_fn=interruptible, args=[DISPATCH, "render"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
     while not (out.is_dir() and len(list(out.glob("*.pdf"))) >= 3) and time.monotonic() < deadline:

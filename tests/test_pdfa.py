@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dispatch import campaign
 from dispatch.cli import app
 from dispatch.errors import RenderError
-from dispatch.render import PdfRenderer
+from dispatch.render import KNOWN_PDF_VARIANTS, PdfRenderer
 from tests.conftest import row, ws
 
 XMP_PDFAID = "{http://www.aiim.org/pdfa/ns/id/}"
@@ -123,3 +123,12 @@ def test_an_unknown_variant_on_the_command_line_is_refused_before_rendering(make
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "error: unknown PDF variant 'pdf/a-9'"
     assert not (folder / "out" / "letter" / "NA.pdf").exists()
+
+
+def test_the_variants_taken_without_weasyprint_are_weasyprints_own():
+    """Settings are checked against KNOWN_PDF_VARIANTS without importing WeasyPrint: each must be one
+    that the installed WeasyPrint writes."""
+    from weasyprint.pdf import VARIANTS
+
+    assert set(KNOWN_PDF_VARIANTS) <= set(VARIANTS)
+    assert "pdf/a-3u" in KNOWN_PDF_VARIANTS

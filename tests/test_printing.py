@@ -305,18 +305,21 @@ WINDOW_ROWS = [
     row("KE", "Kenya", address=address("866 United Nations Plaza, Room 304")),
     row("BA", "Bosnia and Herzegovina", title="H.E. Mr.", ambassador="Zlatko Lagumdžija",
         address=address("420 Lexington Avenue, Suites 607 & 608")),
+    row("GB", "United Kingdom of Great Britain and Northern Ireland", title="H.E. Mr.", ambassador="James Kariuki",
+        address="One Dag Hammarskjöld Plaza, 885 Second Avenue\nNew York, NY\nUnited States of America"),
 ]
 
 
-@pytest.mark.parametrize("name, shows", [("DL", {"KE", "BA"}), ("C5", {"KE"}), ("C4", set())])
+@pytest.mark.parametrize("name, shows", [("DL", {"KE", "BA", "GB"}), ("C5", {"KE", "BA"}), ("C4", set())])
 def test_the_letter_address_shows_in_the_window_wherever_the_sheet_slides(make_workspace, renderer, name, shows):
-    # Kenya's address has 5 lines, Bosnia and Herzegovina's 8 (the ambassador's name, long names that wrap).
+    # Kenya's address has 5 lines, Bosnia and Herzegovina's 8 (the ambassador's name, long names that wrap), the
+    # United Kingdom's 10 (the mission's name takes three).
     # A DL envelope lets the folded sheet slide 3 mm down, a C5 11.5 mm, a C4 (flat sheet) 25 mm.
     folder = make_workspace([dict(r) for r in WINDOW_ROWS])
     campaign.render(ws(folder), renderer=renderer)
     envelope = printing.ENVELOPES[name]
     recipients = campaign.load(ws(folder)).recipients.by_id()
-    for rid in ("KE", "BA"):
+    for rid in ("KE", "BA", "GB"):
         r = recipients[rid]
         boxes = address_char_boxes(folder / "out" / "letter" / f"{rid}.pdf", r.addressee_lines[0],
                                    "United States of America")
@@ -328,16 +331,17 @@ def test_the_letter_address_shows_in_the_window_wherever_the_sheet_slides(make_w
         assert (printing.window_problem(boxes, envelope) is None) == (rid in shows)
     with open(folder / "dispatch.toml", "a", encoding="utf-8") as handle:
         handle.write(f'\n[print]\nwindow = true\nenvelope = "{name}"\n')
-    if shows == {"KE", "BA"}:
+    if shows == {"KE", "BA", "GB"}:
         campaign.print_run(ws(folder), renderer=renderer)  # the run's own check agrees
         return
     with pytest.raises(ValidationFailed) as caught:
         campaign.print_run(ws(folder), renderer=renderer)
-    refused = {"KE", "BA"} - shows
+    refused = {"KE", "BA", "GB"} - shows
     assert [str(p).split(", and the address")[0] for p in caught.value.problems] == [
         f"recipients.csv:{line}: address: {state} ({rid}): in a {name} window envelope the letter can slide "
         f"{envelope.play[0]:g} x {envelope.play[1]:g} mm"
-        for line, state, rid in ((5, "Bosnia and Herzegovina", "BA"), (2, "Kenya", "KE")) if rid in refused]
+        for line, state, rid in ((5, "Bosnia and Herzegovina", "BA"), (2, "Kenya", "KE"),
+                                 (8, "United Kingdom of Great Britain and Northern Ireland", "GB")) if rid in refused]
     assert "below it" in str(caught.value.problems[0])
     assert not (folder / "out" / "letter" / "print").exists()
 

@@ -14,7 +14,7 @@ from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from dispatch.cli import app
-from tests.conftest import LETTER, flat, pdf_text, row
+from tests.conftest import LETTER, flat, interruptible, pdf_text, row
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
 runner = CliRunner()
@@ -58,7 +58,7 @@ def digest(path: Path) -> str | None:
 def test_preview_watch_renders_again_when_a_template_changes(make_workspace):
     folder = make_workspace([row("NA", "Namibia")])
     pdf = folder / "out" / "letter" / "NA.pdf"
-    process = subprocess.Popen([DISPATCH, "preview", "NA", "--watch"], cwd=folder, stdout=subprocess.PIPE,
+    process = subprocess.Popen(preexec_fn=interruptible, args=[DISPATCH, "preview", "NA", "--watch"], cwd=folder, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
         assert wait_for(lambda: digest(pdf) is not None)

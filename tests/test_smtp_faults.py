@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dispatch.journal import Journal
-from tests.conftest import SENDER, email_row, row
+from tests.conftest import SENDER, email_row, interruptible, row
 from tests.smtp_server import PASSWORD, Recorder, smtp_server
 from tests.test_send import run, summary
 
@@ -120,7 +120,7 @@ def test_ctrl_c_during_send_then_a_rerun_finishes_without_duplicates(make_worksp
         folder = make_workspace(rows, settings=settings_for(server.host, server.port, timeout=10))
         env = dict(os.environ, DISPATCH_SMTP_PASSWORD=PASSWORD)
         assert subprocess.run([DISPATCH, "render"], cwd=folder, capture_output=True, env=env).returncode == 0
-        process = subprocess.Popen([DISPATCH, "send", "--yes"], cwd=folder, env=env, stdout=subprocess.PIPE,
+        process = subprocess.Popen(preexec_fn=interruptible, args=[DISPATCH, "send", "--yes"], cwd=folder, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         while len(slow.messages) < 3 and time.monotonic() < deadline:
@@ -147,7 +147,7 @@ def test_ctrl_c_during_print_stops_cleanly_and_a_rerun_finishes(make_workspace):
     rows = [row(f"P{i:02d}", f"State {i}", address=f"{i} First Avenue\nNew York") for i in range(30)]
     folder = make_workspace(rows)
     out = folder / "out" / "letter"
-    process = subprocess.Popen([DISPATCH, "print"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    process = subprocess.Popen(preexec_fn=interruptible, args=[DISPATCH, "print"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
     while not (out.is_dir() and len(list(out.glob("*.pdf"))) >= 2) and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from pypdf import PdfReader
 from dispatch.errors import RenderError
 from dispatch.render import PdfRenderer, pdf_variants, sha256
 from dispatch.workers import Job, PdfPool, RendererProcess
-from tests.conftest import flat, pdf_text, row
+from tests.conftest import flat, interruptible, pdf_text, row
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
 
@@ -75,7 +75,7 @@ def render_in_background(make_workspace, letters: int, until_pdfs: int) -> tuple
     folder = make_workspace(many_rows(letters))
     out = folder / "out" / "letter"
     # A process group of its own, as a terminal gives a command: a signal to the group reaches the workers too.
-    process = subprocess.Popen([DISPATCH, "-C", str(folder), "render", "--jobs", "2"], stdout=subprocess.PIPE,
+    process = subprocess.Popen(preexec_fn=interruptible, args=[DISPATCH, "-C", str(folder), "render", "--jobs", "2"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 300
     while len(list(out.glob("*.pdf"))) < until_pdfs:

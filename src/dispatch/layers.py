@@ -535,33 +535,22 @@ def _check_region(box, slot: Slot, offset: float, *, compare_style: bool) -> str
 def _overflow(region) -> str | None:
     left, top = region.content_box_x(), region.content_box_y()
     right, bottom = left + region.width, top + region.height
+    tall = wide = 0.0
     for box in _walk(region):
         if box is region or not hasattr(box, "border_box_x"):
             continue
         x, y = box.border_box_x(), box.border_box_y()
         w, h = box.border_width(), box.border_height()
         kind = type(box).__name__
-        if kind not in ("TextBox", "InlineBox") and y + h > bottom + 0.5:  # glyphs may pass their line's height
-            return f"{(y + h - bottom) * PT_PER_PX:.1f} pt too tall"
-        if kind == "TextBox" and (x < left - 0.5 or x + w > right + 0.5):
-            return f"a line is {max(left - x, x + w - right) * PT_PER_PX:.1f} pt too wide"
+        if kind not in ("TextBox", "InlineBox"):  # glyphs may pass their line's height
+            tall = max(tall, y + h - bottom)
+        if kind == "TextBox":
+            wide = max(wide, left - x, x + w - right)
+    if tall > 0.5:
+        return f"{tall * PT_PER_PX:.1f} pt too tall"
+    if wide > 0.5:
+        return f"a line is {wide * PT_PER_PX:.1f} pt too wide"
     return None
-
-
-def _placed_boxes(document) -> dict[tuple[int, int], Any]:
-    """(letter number, slot index) -> the region's box in the overlay document."""
-    found = {}
-    for page in document.pages:
-        for box in _walk(page._page_box):
-            element = getattr(box, "element", None)
-            if element is None or type(box).__name__ in ("LineBox", "TextBox"):
-                continue
-            number = element.get("data-dispatch-placement")
-            if number is not None:
-                marker = next((e for e in element.iter() if False), None)  # noqa: F841
-                key = (int(number), int(element.get("data-dispatch-slot-index", -1)))
-                found.setdefault((int(number), id(element)), box)
-    return found
 
 
 def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -> list[tuple[Done, str | None]]:

@@ -386,6 +386,14 @@ _STYLESHEET_LINK = re.compile(
 _NOT_REUSABLE = ("!important", "@counter-style", "@layer")
 
 
+# The variants of the WeasyPrint version in constraints.txt (a test checks it has them all): a setting
+# among them is taken without importing WeasyPrint, which costs most of a second; any other is looked up
+# in WeasyPrint itself. The renderer checks the variant again when it starts.
+KNOWN_PDF_VARIANTS = ("pdf/a-1b", "pdf/a-2b", "pdf/a-3b", "pdf/a-2u", "pdf/a-3u", "pdf/a-4u", "pdf/a-1a", "pdf/a-2a",
+                      "pdf/a-3a", "pdf/a-4e", "pdf/a-4f", "pdf/ua-1", "pdf/ua-2", "pdf/x-1a", "pdf/x-3", "pdf/x-4",
+                      "pdf/x-5g")
+
+
 def pdf_variants() -> tuple[str, ...]:
     """The PDF variants WeasyPrint can write: pdf/a-3u, pdf/a-2b, pdf/ua-1, ..."""
     from weasyprint.pdf import VARIANTS
