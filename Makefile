@@ -25,8 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto
 
 bench: $(STAMP)
-	$(BIN)/python bench/render.py --recipients 125
-	$(BIN)/python bench/typst_reference.py --recipients 125
+	$(BIN)/python bench/render.py --recipients 125 --typst --whole
 	$(BIN)/python bench/send.py --recipients 500
 
 clean:

@@ -3,6 +3,7 @@
     python bench/render.py --recipients 125          # the sample campaign
     python bench/render.py --recipients 1000 --skip-naive   # memory with 1,000 recipients
     python bench/render.py --recipients 125 --typst         # also the Typst reference (bench/reference.typ)
+    python bench/render.py --recipients 125 --whole         # also every letter rendered whole (--no-layers)
 
 Steps, each in a fresh process, on a copy of the sample campaign in a temporary folder:
 1. `dispatch render --format html` writes the merged HTML of every letter;
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true", help="do not run the naive loop (it is slow)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary campaign folder")
     parser.add_argument("--typst", action="store_true", help="also time the Typst reference, in a fresh process")
+    parser.add_argument("--whole", action="store_true",
+                        help="also time `dispatch render --force --no-layers` (every letter rendered whole)")
     args = parser.parse_args()
 
     print(machine())
@@ -181,6 +184,18 @@ def main() -> None:
             rows.append(("naive loop (1 process)", naive_run))
         cold = Run([DISPATCH, "-q", "render", *jobs], folder)
         rows.append(("dispatch render, cold", cold))
+        from pypdf import PdfReader
+
+        pages = sum(len(PdfReader(str(out / f"{letter_id}.pdf")).pages) for letter_id in ids)
+        if not args.skip_naive:
+            pages, differ = same_letters(naive, out, ids)
+            if differ:
+                sys.exit(f"{len(differ)} letters differ from the naive loop's: {', '.join(differ[:10])}")
+        if args.whole:
+            whole = Run([DISPATCH, "-q", "render", "--force", "--no-layers", *jobs], folder)
+            rows.append(("dispatch render --no-layers, cold", whole))
+            if not args.skip_naive and same_letters(naive, out, ids)[1]:
+                sys.exit("--no-layers letters differ from the naive loop's")
         warm = Run([DISPATCH, "-q", "render", *jobs], folder)
         rows.append(("dispatch render, nothing changed", warm))
         if f"rendered 0, {len(ids)} up to date" not in warm.stdout:
@@ -195,13 +210,6 @@ def main() -> None:
                              str(folder / "typst")], folder)
             rows.append(("Typst reference (1 process)", typst_run))
 
-        from pypdf import PdfReader
-
-        pages = sum(len(PdfReader(str(out / f"{letter_id}.pdf")).pages) for letter_id in ids)
-        if not args.skip_naive:
-            pages, differ = same_letters(naive, out, ids)
-            if differ:
-                sys.exit(f"{len(differ)} letters differ from the naive loop's: {', '.join(differ[:10])}")
         print(f"{len(ids)} letters, {pages} pages" + ("" if args.skip_naive else "; same text and pages as the naive loop"))
         print(f"{'':38} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}")
         for name, run in rows:
@@ -212,6 +220,8 @@ def main() -> None:
         if not args.skip_naive:
             print(f"ratio cold render / naive loop: {cold.wall / naive_run.wall:.3f} (wall), "
                   f"{cold.cpu / naive_run.cpu:.3f} (cpu)")
+        if args.whole and not args.skip_naive:
+            print(f"ratio --no-layers / naive loop: {whole.wall / naive_run.wall:.3f} (wall)")
         if args.typst:
             print(f"dispatch cold render / Typst: {cold.wall / typst_run.wall:.2f}x (wall), "
                   f"{cold.cpu / typst_run.cpu:.2f}x (cpu)")
