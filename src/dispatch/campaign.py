@@ -267,7 +267,7 @@ def _merge_problems(campaign: Campaign, on_html: Callable[[Recipient, Merged], N
             continue
         parts = merged.parts()
         if parts.names and parts.group in clean:  # the shared part was checked: check what is the recipient's
-            missing = coverage.missing(html_text(parts.head + "".join(parts.contents)))
+            missing = coverage.missing(html_text("".join(parts.head + parts.contents)))
         else:
             missing = coverage.missing(html_text(merged.html))
             if not missing:
@@ -354,7 +354,7 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     variant = renderer.pdf_variant if renderer is not None else resolve_pdf_variant(ws, pdf_variant)
     digest = render_digest(ws, variant, signed=signer is not None)
     keys: dict[str, str] = {}
-    parts: dict[str, tuple[str | None, tuple[str, ...], str]] = {}  # id -> group, region contents, head
+    parts: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {}  # id -> group, region contents, head
     shared: dict[str, Parts] = {}  # group -> the parts of its first letter
 
     def remember(recipient: Recipient, merged: Merged) -> None:
@@ -413,7 +413,7 @@ def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], 
     if not plan:
         return summary
     merger = campaign.merger()
-    orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), "")))
+    orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), ())))
               for rid, (recipient, target, _) in plan.items()]
     for done in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant, explanation=explanation):
         recipient, target, reason = plan[done.name]

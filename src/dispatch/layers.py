@@ -121,7 +121,7 @@ class Master:
 
     def whole_html(self, letter: "Letter") -> str:
         """The letter's HTML, whole: its own head, then the group's body with its regions' content."""
-        return letter.head + re.sub("\ue000" + self.word + "#(\\d+)\ue001",
+        return "".join(letter.head) + re.sub("\ue000" + self.word + "#(\\d+)\ue001",
                                     lambda m: letter.contents[int(m.group(1))], self.body)
 
 
@@ -168,7 +168,7 @@ class Letter:
     name: str
     target: Path
     contents: tuple[str, ...]  # each slot's content (HTML)
-    head: str  # the recipient's own <head>, for the PDF's metadata
+    head: tuple[str, ...]  # the recipient's own <head> in pieces (regions.Parts.head), for the PDF's metadata
 
 
 @dataclass(frozen=True)
@@ -682,7 +682,7 @@ def _assemble(master: Master, objects: Objects, fills: Sequence[tuple[bytes, byt
             b"<</Type/XObject/Subtype/Form/BBox" + bbox + b"/Resources<</XObject<</Sheet %d 0 R>>>>>>" % number,
             b"/Sheet Do")
         number += 1
-    metadata = head_metadata(letter.head)
+    metadata = head_metadata("".join(letter.head))
     parts = _variant_parts(master.pdf_variant)
     if parts and master.metadata_object is not None:
         bodies[master.metadata_object] = stream_body(b"<</Type/Metadata/Subtype/XML>>", _xmp(metadata, *parts))

@@ -106,6 +106,7 @@ class Marks:
         self._any = re.compile("\ue000" + self.word + r"(/?)([\w-]+)\ue001")
         self._region = re.compile("\ue000" + self.word + r"([\w-]+)\ue001(.*?)\ue000" + self.word + r"/\1\ue001",
                                   re.S)
+        self._tags: dict[str, str] = {}  # each distinct piece of a <head>, kept once (see split)
 
     def mark(self, name: str, end: bool) -> str:
         return f"\ue000{self.word}{'/' if end else ''}{name}\ue001"
@@ -137,12 +138,16 @@ class Marks:
         shared = self._region.sub(take, marked)
         head_end = shared.find("</head>")
         head = self._any.sub("", marked[:marked.find("</head>")]) if head_end >= 0 else ""
+        # Kept as its tags, each distinct one once for the run: most are the same in every letter (a joint
+        # letter's author list runs to kilobytes), so 10,000 recipients' heads take a few megabytes.
+        pieces = tuple(self._tags.setdefault(piece, piece) for piece in _TAG_STARTS.split(head))
         if head_end >= 0:  # <title> and <meta> are the PDF's metadata, set per recipient
             shared = _blank_metadata(shared[:head_end]) + shared[head_end:]
         shared = self._any.sub("", shared)
-        return Parts(shared, tuple(names), tuple(contents), head, self.word)
+        return Parts(shared, tuple(names), tuple(contents), pieces, self.word)
 
 
+_TAG_STARTS = re.compile(r"(?=<)")
 _TITLE = re.compile(r"(<title\b[^>]*>).*?(</title>)", re.S | re.I)
 _META_CONTENT = re.compile(r"""(<meta\b[^>]*?\bcontent=)("[^"]*"|'[^']*')""", re.I)
 
@@ -158,7 +163,7 @@ class Parts:
     shared: str  # the HTML with every region empty but for a slot mark, and blank <title>/<meta>
     names: tuple[str, ...]  # the region of each slot, in document order
     contents: tuple[str, ...]  # the HTML inside each region
-    head: str  # the recipient's own <head> (title and metadata)
+    head: tuple[str, ...]  # the recipient's own <head> (title and metadata), in pieces: "".join(head)
     word: str  # the run's mark word (see Marks)
 
     @property

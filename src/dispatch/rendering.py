@@ -34,7 +34,7 @@ class Order:
     html: Callable[[], str]  # the whole letter's HTML, made when needed
     group: str | None = None
     contents: tuple[str, ...] = ()
-    head: str = ""
+    head: tuple[str, ...] = ()  # its <head>, in pieces (regions.Parts.head)
 
 
 @dataclass(frozen=True)
