@@ -45,6 +45,14 @@ def test_usage_error_exits_2(make_workspace):
     assert "No such option" in result.output
 
 
+def test_version_answers_without_a_command():
+    from dispatch import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"dispatch {__version__}\n"
+
+
 def test_render_refuses_invalid_campaign_and_writes_nothing(make_workspace):
     folder = make_workspace([row("NA", "Namibia")], letter=LETTER.replace("{{ state }}", "{{ sate }}"))
     result = run("-C", str(folder), "render")

@@ -108,15 +108,19 @@ def _workspace() -> Workspace:
     return open_workspace(state.workspace_dir)
 
 
+def _show_version(value: bool) -> None:
+    if value:  # eager: answered while the options are read, before a command is asked for
+        out.print(f"dispatch {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(workspace: WorkspaceOption = Path("."),
          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the final summary.")] = False,
          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens, for troubleshooting.")] = False,
-         version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False) -> None:
+         version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True,
+                                               callback=_show_version)] = False) -> None:
     """dispatch: personalised letters, rendered, sent and recorded."""
-    if version:
-        out.print(f"dispatch {__version__}")
-        raise typer.Exit()
     state.workspace_dir = workspace
     state.quiet = quiet
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
