@@ -29,8 +29,8 @@ from .journal import DELIVERY_KINDS, Event, Journal
 from .letters import LetterVersions, read_letter_versions
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import (KNOWN_PDF_VARIANTS, Layouts, Merged, MergeContext, Merger, PdfRenderer, check_pdf_variant,
-                     engine_version, pdf_variants, remove_stale_temporaries, sha256, with_base, write_atomic)
+from .render import (Layouts, Merged, MergeContext, Merger, PdfRenderer, check_pdf_variant, engine_version,
+                     is_pdf_variant, pdf_variants, remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
 from .status import StatusRow, delivery_text
 from .workers import Done, Job, PdfPool, RendererProcess
@@ -186,10 +186,10 @@ _pdf_variants: ContextVar[Callable[[], tuple[str, ...]]] = ContextVar("pdf_varia
 
 def _settings_problems(ws: Workspace) -> list[Problem]:
     variant = ws.settings.pdf_variant
-    if variant and variant not in KNOWN_PDF_VARIANTS and variant not in (variants := _pdf_variants.get()()):
+    if variant and not is_pdf_variant(variant, variants := _pdf_variants.get()):
         return [Problem(f"unknown PDF variant {variant!r}", file="dispatch.toml",
                         line=ws.settings.line("campaign", "pdf_variant"), column="pdf_variant",
-                        hint=f"use one of {', '.join(variants)}, or \"\" for a plain PDF")]
+                        hint=f"use one of {', '.join(variants())}, or \"\" for a plain PDF")]
     return []
 
 

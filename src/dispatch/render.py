@@ -386,9 +386,8 @@ _STYLESHEET_LINK = re.compile(
 _NOT_REUSABLE = ("!important", "@counter-style", "@layer")
 
 
-# The variants of the WeasyPrint version in constraints.txt (a test checks it has them all): a setting
-# among them is taken without importing WeasyPrint, which costs most of a second; any other is looked up
-# in WeasyPrint itself. The renderer checks the variant again when it starts.
+# The variants of the WeasyPrint version in constraints.txt (a test checks it has them all): one of them is
+# known without importing WeasyPrint, which costs most of a second; any other is looked up in WeasyPrint.
 KNOWN_PDF_VARIANTS = ("pdf/a-1b", "pdf/a-2b", "pdf/a-3b", "pdf/a-2u", "pdf/a-3u", "pdf/a-4u", "pdf/a-1a", "pdf/a-2a",
                       "pdf/a-3a", "pdf/a-4e", "pdf/a-4f", "pdf/ua-1", "pdf/ua-2", "pdf/x-1a", "pdf/x-3", "pdf/x-4",
                       "pdf/x-5g")
@@ -401,9 +400,14 @@ def pdf_variants() -> tuple[str, ...]:
     return tuple(VARIANTS)
 
 
+def is_pdf_variant(name: str, variants: Callable[[], tuple[str, ...]] = pdf_variants) -> bool:
+    """Whether WeasyPrint can write this variant (variants: where the full list comes from)."""
+    return name in KNOWN_PDF_VARIANTS or name in variants()
+
+
 def check_pdf_variant(pdf_variant: str) -> str:
     """The variant, if WeasyPrint can write it; else a RenderError."""
-    if pdf_variant not in pdf_variants():
+    if not is_pdf_variant(pdf_variant):
         raise RenderError(f"unknown PDF variant {pdf_variant!r}",
                           hint=f"use one of {', '.join(pdf_variants())}, or leave it empty for a plain PDF")
     return pdf_variant
