@@ -24,7 +24,7 @@ from tests.conftest import email_row
 from tests.smtp_server import PASSWORD, Recorder, smtp_server
 
 KILLS = 22
-RECIPIENTS = 45
+RECIPIENTS = 90  # enough that 22 kills, each after one or a few messages, come before the last one
 DISPATCH = Path(sys.executable).parent / "dispatch"
 
 

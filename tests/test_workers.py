@@ -110,17 +110,28 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_workspace):
     check_finished(folder, 12)
 
 
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except OSError:
+        return ""
+
+
 @pytest.mark.slow
 def test_workers_of_a_killed_render_stop_and_the_rerun_finishes(make_workspace):
     folder, out, process = render_in_background(make_workspace, 8, until_pdfs=1)
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-    workers = [int(pid) for pid in children if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    # On Linux the workers are forked by a fork server (a child of the command); elsewhere they are its children.
+    server = [pid for pid in _children(process.pid) if "forkserver" in _cmdline(pid)]
+    workers = _children(server[0]) if server else [pid for pid in _children(process.pid) if "spawn_main" in _cmdline(pid)]
     assert len(workers) == 2
     os.kill(process.pid, signal.SIGKILL)  # the command only: its workers must notice and stop by themselves
     process.communicate(timeout=60)
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
-              for pid in workers):
+    while any(Path(f"/proc/{pid}").exists() for pid in workers + server):
         assert time.monotonic() < deadline, "workers outlived the command"
         time.sleep(0.1)
     for pdf in out.glob("*.pdf"):  # whatever was renamed into place is a whole PDF

@@ -415,25 +415,34 @@ def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], 
     merger = campaign.merger()
     orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), ())))
               for rid, (recipient, target, _) in plan.items()]
-    for done in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant, explanation=explanation):
-        recipient, target, reason = plan[done.name]
-        if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
-            summary.failed.append(done.problem)
-            break
-        signed = {}
-        if signer is not None:
-            try:
-                done = _sign(signer, campaign.version_for(recipient), done)
-            except DispatchError as exc:
-                summary.failed.append(exc.problem)
+    for finished in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant, explanation=explanation):
+        records, results, stop = [], [], False
+        for done in finished:  # the letters of one job: recorded in one transaction
+            recipient, target, reason = plan[done.name]
+            if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
+                summary.failed.append(done.problem)
+                stop = True
                 break
-            signed = {"signed_by": signer.name}
-        journal.record(campaign.letter_name, recipient.id, "rendered", sha256=done.sha256, size=done.size,
-                       pages=done.pages, reason=reason, key=keys[recipient.id], file=ws.relative(target), **signed)
-        result = RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256)
-        summary.rendered.append(result)
-        if on_progress:
-            on_progress(result)
+            signed = {}
+            if signer is not None:
+                try:
+                    done = _sign(signer, campaign.version_for(recipient), done)
+                except DispatchError as exc:
+                    summary.failed.append(exc.problem)
+                    stop = True
+                    break
+                signed = {"signed_by": signer.name}
+            records.append((campaign.letter_name, recipient.id, "rendered", dict(
+                sha256=done.sha256, size=done.size, pages=done.pages, reason=reason, key=keys[recipient.id],
+                file=ws.relative(target), **signed)))
+            results.append(RenderedLetter(recipient.id, target, reason, done.pages, done.size, done.sha256))
+        journal.record_many(records)
+        for result in results:
+            summary.rendered.append(result)
+            if on_progress:
+                on_progress(result)
+        if stop:
+            break
     return summary
 
 

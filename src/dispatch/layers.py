@@ -182,6 +182,26 @@ class OverlayJob:
         return _overlay(renderer, self.master, self.letters)
 
 
+@dataclass(frozen=True)
+class WarmUp:
+    """Lay out and write a small document with the letter's stylesheets and one letter's regions, in a worker
+    that would wait while a master is laid out: its first overlay then finds the fonts loaded."""
+
+    html: str
+
+    @classmethod
+    def of(cls, master_html: str, contents: Sequence[str]) -> "WarmUp":
+        regions = "".join(f"<div>{content}</div>" for content in contents)
+        return cls(f'<!DOCTYPE html><html><head><meta charset="utf-8">{_head_for_overlay(master_html)}</head>'
+                   f"<body>{regions}</body></html>")
+
+    def run(self, renderer: PdfRenderer) -> None:
+        try:
+            renderer.write(renderer.layout(self.html, plain=True), plain=True)
+        except DispatchError:  # the overlay that follows meets the same problem and reports it
+            pass
+
+
 class _Unfit(Exception):
     """The layout cannot be layered (the message says why)."""
 

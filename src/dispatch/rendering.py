@@ -4,7 +4,7 @@ The letters to render come in as Orders (a recipient's HTML, or its parts). Lett
 is the same form a group; a group of two or more is rendered layered: its master first, then overlay
 batches, all in the worker pool. A letter that is alone in its group, a group whose master cannot be
 layered, or a letter whose region does not fit its box is rendered whole, and the Explanation says why.
-Results come out as Done, one per letter, in no promised order.
+Results come out as lists of Done, one list per job (the letters it wrote), in no promised order.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .layers import PT_PER_PX, FellBack, Letter, Master, MasterJob, OverlayJob, master_html, supports
+from .layers import PT_PER_PX, FellBack, Letter, Master, MasterJob, OverlayJob, WarmUp, master_html, supports
 from .regions import Parts
 from .render import Done
 from .workers import Job, PdfPool
@@ -57,8 +57,9 @@ class Explanation:
 
 
 def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Parts], *, layered: bool,
-                   pdf_variant: str | None, explanation: Explanation | None = None) -> Iterator[Done]:
-    """Render every order; yield one Done per letter (its PDF written, or the problem that stopped it).
+                   pdf_variant: str | None, explanation: Explanation | None = None) -> Iterator[list[Done]]:
+    """Render every order; yield the Done of each letter (its PDF written, or the problem that stopped it),
+    a list at a time: the letters of one job.
 
     shared maps a group key to the parts of one of its letters (for the master's HTML).
     """
@@ -84,7 +85,7 @@ def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Par
             masters.append(MasterJob(key, master_html(parts), len(members), parts.body, parts.word))
 
     overlays: list[OverlayJob] = []
-    for job, result in zip(masters, pool.render(masters, count=len(masters))):
+    for job, result in zip(masters, _run_masters(pool, masters, groups)):
         members = groups[job.group]
         names = tuple(m.name for m in members)
         if isinstance(result, FellBack):
@@ -104,12 +105,22 @@ def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Par
 
     for result in pool.render(tasks(), count=len(overlays) + len(whole)):
         if isinstance(result, Done):
-            yield result
+            yield [result]
             continue
         for done, reason in result:  # an overlay job renders whole, itself, the letters it cannot layer
             if reason:
                 explanation.whole[done.name] = reason
-            yield done
+        yield [done for done, _ in result]
+
+
+def _run_masters(pool: PdfPool, masters: Sequence[MasterJob], groups: dict[str, list[Order]]) -> Iterator:
+    """Each master's result, in order. The workers that no master keeps busy warm up for the overlays meanwhile."""
+    if not masters or not pool.started or len(masters) >= pool.jobs:
+        return pool.render(masters, count=len(masters))
+    futures = [pool.submit(job) for job in masters]
+    for _ in range(pool.jobs - len(masters)):
+        pool.submit(WarmUp.of(masters[0].html, groups[masters[0].group][0].contents))  # its result is not needed
+    return (pool.result(future) for future in futures)
 
 
 def _describe(key: str, names: tuple[str, ...], master: Master) -> Group:

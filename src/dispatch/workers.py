@@ -1,8 +1,11 @@
 """Turn HTML documents into PDF files on disk, in parallel worker processes.
 
 Used for letters by `dispatch render`, and for any other document made from templates/. Each worker
-is a fresh interpreter (start method `spawn`) that imports WeasyPrint and builds one PdfRenderer, so
-the fonts and the parsed stylesheets are reused for every document it renders. The parent ships HTML
+builds one PdfRenderer, so the fonts and the parsed stylesheets are reused for every document it
+renders. No worker is a copy of the command: on Linux they are forked from a server process that a
+new interpreter starts and that imports WeasyPrint once (start method `forkserver`, WeasyPrint
+preloaded), so the second worker costs a fork instead of a second second-long import; elsewhere each
+worker is a new interpreter (`spawn`) that imports WeasyPrint itself. The parent ships HTML
 strings; a worker writes the PDF itself (temporary name, then rename) and returns only its size, page
 count and SHA-256, so memory does not grow with the number of documents. At most `window` documents
 are in flight at once, and results come back in the order the jobs were given, so the output and the
@@ -13,10 +16,14 @@ With one worker (or one document) everything runs in the calling process: no pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -25,6 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -61,19 +69,33 @@ _renderer: PdfRenderer | None = None
 def _start_worker(templates: str, log_levels: dict[str, int], pdf_variant: str | None) -> None:
     global _renderer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (see PdfPool.close)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     for name, level in log_levels.items():  # the same verbosity as the command that started us
         logging.getLogger(name or None).setLevel(level)
+    # WeasyPrint copies the @font-face fonts into a temporary folder, removed when its font configuration
+    # is deleted. A forked worker ends without deleting anything, so its temporary files go in a folder of
+    # its own, removed as it ends.
+    tempfile.tempdir = tempfile.mkdtemp(prefix="dispatch-worker-")
+    Finalize(None, shutil.rmtree, args=(tempfile.tempdir, True), exitpriority=0)
     _renderer = PdfRenderer(Path(templates), pdf_variant=pdf_variant)
 
 
-def _exit_with_parent(parent: int) -> None:
+def _exit_with_parent() -> None:
     """Stop this worker when the command that started it is gone (killed): nobody would read its results.
 
-    A temporary file it was writing is removed by the next render (render.remove_stale_temporaries).
+    The command is the process that asked for this one, not its parent when a fork server made it: its
+    sentinel (a pipe the command holds open) reads as closed once the command is gone. A temporary file
+    this worker was writing is removed by the next render (render.remove_stale_temporaries).
     """
-    while os.getppid() == parent:
-        time.sleep(0.5)
+    from multiprocessing.connection import wait
+
+    command = multiprocessing.parent_process()
+    if command is not None and command.sentinel is not None:
+        wait([command.sentinel])
+    else:
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(0.5)
     os._exit(1)
 
 
@@ -92,6 +114,19 @@ def _render_in_worker(job):
 
 def _ready() -> int:
     return os.getpid()
+
+
+# What the fork server imports once for all the workers it forks (see _context).
+PRELOAD = ["dispatch.layers", "weasyprint", "weasyprint.html", "weasyprint.pdf.metadata", "pikepdf"]
+
+
+def _context():
+    """Where the workers come from: a fork server that preloaded WeasyPrint on Linux, new interpreters elsewhere."""
+    if sys.platform == "linux":
+        context = get_context("forkserver")
+        context.set_forkserver_preload(PRELOAD)
+        return context
+    return get_context("spawn")
 
 
 @contextmanager
@@ -131,13 +166,15 @@ class PdfPool:
         self.window = max(self.jobs + 1, window or 2 * self.jobs)
         self._executor: ProcessPoolExecutor | None = None
         self._local: PdfRenderer | None = renderer
+        self._started = False  # start() was called: workers, not this process, render from now on
 
     def render(self, jobs: Iterable[Any], *, count: int | None = None) -> Iterator[Any]:
         """Run the jobs, yielding each one's result (job.run(renderer)) in the order given: a Done for a Job.
 
-        count, when known, lets a single document render in this process instead of starting workers.
+        count, when known, lets a single document render in this process instead of starting workers
+        (when they are not started yet: once they are, they have WeasyPrint imported and this process not).
         """
-        if self.jobs == 1 or count == 1:
+        if self.jobs == 1 or (count == 1 and not self._started):
             yield from self._render_here(jobs)
             return
         executor = self._start()
@@ -150,12 +187,33 @@ class PdfPool:
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool:
-            raise RenderError("a rendering process stopped unexpectedly (out of memory, or killed)",
-                              hint="run the command again; it continues where it stopped "
-                                   "(--jobs 1 renders in one process)") from None
+            raise _stopped() from None
         finally:
             for future in pending:
                 future.cancel()
+
+    @property
+    def started(self) -> bool:
+        """Whether documents go to the workers (start() was called), not to this process."""
+        return self.jobs > 1 and self._started
+
+    def submit(self, job: Any) -> Future:
+        """Start one job now; its Future gives job.run(renderer). With one worker it runs here, at once."""
+        if self.jobs == 1:
+            future: Future = Future()
+            future.set_result(next(self._render_here([job])))
+            return future
+        try:
+            return self._start().submit(_render_in_worker, job)
+        except BrokenProcessPool:
+            raise _stopped() from None
+
+    def result(self, future: Future) -> Any:
+        """What a submitted job gave (RenderError if its worker stopped)."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise _stopped() from None
 
     def _render_here(self, jobs: Iterable[Job]) -> Iterator[Done]:
         for job in jobs:
@@ -164,16 +222,28 @@ class PdfPool:
             yield job.run(self._local)
 
     def start(self) -> None:
-        """Start the worker processes now (they take about a second to import WeasyPrint)."""
-        if self.jobs > 1:
+        """Have the workers get ready now: they take most of a second to import WeasyPrint, which they do
+        while this process goes on (the fork server imports it once; without one, each worker does)."""
+        if self.jobs == 1:
+            return
+        self._started = True
+        context = _context()
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            with _workers_skip_main_script():
+                forkserver.ensure_running()  # starts the server and returns: it preloads WeasyPrint meanwhile
+        else:
             self._start()
 
     def _start(self) -> ProcessPoolExecutor:
+        """The executor, its workers started (waits, with a fork server, until it has preloaded WeasyPrint)."""
         if self._executor is None:
+            self._started = True
             levels = {name: logging.getLogger(name or None).getEffectiveLevel()
                       for name in ("", "weasyprint", "fontTools")}
             self._executor = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                max_workers=self.jobs, mp_context=_context(), initializer=_start_worker,
                 initargs=(str(self.templates), levels, self.pdf_variant))
             with _workers_skip_main_script():  # processes are started by submit(): start them all here
                 for _ in range(self.jobs):
@@ -185,12 +255,36 @@ class PdfPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if self._started:
+            self._started = False
+            _stop_server()
 
     def __enter__(self) -> "PdfPool":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _stop_server() -> None:
+    """Stop the fork server, if one runs, and wait for it: it holds the command's standard output open (a
+    pipe reading it would wait for the server's own exit) and its CPU time counts as this command's.
+    Its workers have stopped; what it holds needs no saving, so it is ended at once (SIGTERM)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None or not hasattr(server, "_stop"):
+        return
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(OSError):
+        server._stop()
+
+
+def _stopped() -> RenderError:
+    return RenderError("a rendering process stopped unexpectedly (out of memory, or killed)",
+                       hint="run the command again; it continues where it stopped (--jobs 1 renders in one process)")
 
 
 def _serve_renderer(connection, templates: str, log_levels: dict[str, int], pdf_variant: str | None,
@@ -205,7 +299,7 @@ def _serve_renderer(connection, templates: str, log_levels: dict[str, int], pdf_
         parents_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the command's handler
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     for name, level in log_levels.items():
         logging.getLogger(name or None).setLevel(level)
     try:
