@@ -93,5 +93,5 @@ def test_report_renders_in_a_real_browser(make_workspace, tmp_path):
                    capture_output=True, timeout=120, check=True)
     image = Image.open(shot).convert("L")
     assert image.size == (1200, 800)
-    dark = sum(1 for value in image.getdata() if value < 128)
+    dark = sum(1 for value in image.get_flattened_data() if value < 128)
     assert dark > 2000  # text, the status bar and the thumbnails, not a blank page

@@ -33,7 +33,7 @@ from .render import (Layouts, Merged, MergeContext, Merger, PdfRenderer, check_p
                      is_pdf_variant, pdf_variants, remove_stale_temporaries, sha256, with_base, write_atomic)
 from .runlock import RunLock
 from .status import StatusRow, delivery_text
-from .workers import Done, Job, PdfPool, RendererProcess
+from .workers import Done, Job, PdfPool, RendererProcess, stop_server
 from .regions import Parts
 from .rendering import Explanation, Order, render_letters
 from .signing import Signer
@@ -350,6 +350,7 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     if fmt not in FORMATS:
         raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
     if fmt == "html":
+        stop_server()  # one started early for this command is not needed
         return _render_html(ws, letter, only, on_start, on_progress)
     variant = renderer.pdf_variant if renderer is not None else resolve_pdf_variant(ws, pdf_variant)
     digest = render_digest(ws, variant, signed=signer is not None)
@@ -369,8 +370,10 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer,
                                            pdf_variant=variant))
-        if force or _cold(ws, letter):
+        if pool.jobs > 1 and (force or _cold(ws, letter)):
             pool.start()  # every letter will be rendered: the workers import WeasyPrint while letters are checked
+        else:
+            stop_server()  # one started early for this command is not needed now (workers start when needed)
         campaign, warnings = check(ws, letter, remember)
         if journal is None:
             journal = stack.enter_context(open_journal(ws))

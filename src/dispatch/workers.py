@@ -72,12 +72,17 @@ def _start_worker(templates: str, log_levels: dict[str, int], pdf_variant: str |
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     for name, level in log_levels.items():  # the same verbosity as the command that started us
         logging.getLogger(name or None).setLevel(level)
-    # WeasyPrint copies the @font-face fonts into a temporary folder, removed when its font configuration
-    # is deleted. A forked worker ends without deleting anything, so its temporary files go in a folder of
-    # its own, removed as it ends.
+    _own_temporary_folder()
+    _renderer = PdfRenderer(Path(templates), pdf_variant=pdf_variant)
+
+
+def _own_temporary_folder() -> None:
+    """Put this process's temporary files in a folder of its own, removed as the process ends.
+
+    WeasyPrint copies the @font-face fonts into a temporary folder that it removes when its font
+    configuration is deleted; a forked process ends without deleting anything."""
     tempfile.tempdir = tempfile.mkdtemp(prefix="dispatch-worker-")
     Finalize(None, shutil.rmtree, args=(tempfile.tempdir, True), exitpriority=0)
-    _renderer = PdfRenderer(Path(templates), pdf_variant=pdf_variant)
 
 
 def _exit_with_parent() -> None:
@@ -227,13 +232,7 @@ class PdfPool:
         if self.jobs == 1:
             return
         self._started = True
-        context = _context()
-        if context.get_start_method() == "forkserver":
-            from multiprocessing import forkserver
-
-            with _workers_skip_main_script():
-                forkserver.ensure_running()  # starts the server and returns: it preloads WeasyPrint meanwhile
-        else:
+        if not start_server():
             self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -257,7 +256,7 @@ class PdfPool:
             self._executor = None
         if self._started:
             self._started = False
-            _stop_server()
+            stop_server()
 
     def __enter__(self) -> "PdfPool":
         return self
@@ -266,7 +265,20 @@ class PdfPool:
         self.close()
 
 
-def _stop_server() -> None:
+def start_server() -> bool:
+    """Start the fork server the workers come from, where there is one (Linux), and return at once: it
+    imports WeasyPrint meanwhile. False where workers are new interpreters (they start with the pool)."""
+    context = _context()
+    if context.get_start_method() != "forkserver":
+        return False
+    from multiprocessing import forkserver
+
+    with _workers_skip_main_script():
+        forkserver.ensure_running()
+    return True
+
+
+def stop_server() -> None:
     """Stop the fork server, if one runs, and wait for it: it holds the command's standard output open (a
     pipe reading it would wait for the server's own exit) and its CPU time counts as this command's.
     Its workers have stopped; what it holds needs no saving, so it is ended at once (SIGTERM)."""
@@ -302,6 +314,7 @@ def _serve_renderer(connection, templates: str, log_levels: dict[str, int], pdf_
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     for name, level in log_levels.items():
         logging.getLogger(name or None).setLevel(level)
+    _own_temporary_folder()
     try:
         connection.send(("variants", pdf_variants()))
         try:
@@ -397,10 +410,11 @@ class RendererProcess:
 
     def close(self) -> None:
         """Stop the process (it holds nothing that needs saving: this process writes the PDFs)."""
-        self._connection.close()
+        self._connection.close()  # the process sees it closed and ends, removing its temporary files
+        self._process.join(timeout=5)
         if self._process.is_alive():
             self._process.terminate()
-        self._process.join()
+            self._process.join()
 
     def __enter__(self) -> "RendererProcess":
         return self
