@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from dispatch import campaign
-from dispatch.render import PdfRenderer
+from dispatch.pdf import PdfRenderer
 from dispatch.signing import open_signer
 from dispatch.workspace import open_workspace
 

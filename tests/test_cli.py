@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-import pytest
 from typer.testing import CliRunner
 
 from dispatch.cli import app

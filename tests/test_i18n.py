@@ -15,7 +15,7 @@ from dispatch import campaign, i18n
 from dispatch.cli import app
 from dispatch.errors import LetterError
 from dispatch.letters import read_letter_versions
-from dispatch.render import PdfRenderer
+from dispatch.pdf import PdfRenderer
 from tests.conftest import REPO, WorkspaceFactory, flat, pdf_text, row, ws
 from tests.pdf_glyphs import fonts_drawing, missing_glyphs, text_runs
 

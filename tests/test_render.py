@@ -8,7 +8,8 @@ from pypdf import PdfReader
 from dispatch import campaign
 from dispatch.errors import RenderError, TemplateError, ValidationFailed
 from dispatch.models import Recipient
-from dispatch.render import PdfRenderer, markdown_escape
+from dispatch.pdf import PdfRenderer
+from dispatch.render import markdown_escape
 from tests.conftest import LETTER, flat, pdf_text, row, ws
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dispatch.cli import app
 from dispatch.journal import Journal
 from tests.conftest import SENDER, email_row
-from tests.smtp_server import PASSWORD, USERNAME, Faulty, Recorder, smtp_server
+from tests.smtp_server import PASSWORD, USERNAME, Faulty, smtp_server
 
 runner = CliRunner()
 SUMMARY = re.compile(r"^sent (\d+), failed (\d+), uncertain (\d+), skipped (\d+) in [\d.]+ s \([\d.]+ messages/s\)$", re.M)

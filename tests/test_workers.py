@@ -14,7 +14,7 @@ import pytest
 from pypdf import PdfReader
 
 from dispatch.errors import RenderError
-from dispatch.render import PdfRenderer, pdf_variants, sha256
+from dispatch.pdf import PdfRenderer, pdf_variants, sha256
 from dispatch.workers import Job, PdfPool, RendererProcess
 from tests.conftest import flat, interruptible, pdf_text, row
 

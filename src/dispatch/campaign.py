@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from . import __version__, i18n
-from .errors import (DispatchError, PrintError, Problem, RenderError, SendError, TemplateError, ValidationFailed,
+from .errors import (DispatchError, PrintError, Problem, SendError, TemplateError, ValidationFailed,
                      WorkspaceError)
 from .freshness import REASONS, letter_key, reason_to_render, templates_digest
 from .glyphs import FontCoverage, describe, html_text
@@ -29,11 +29,12 @@ from .journal import DELIVERY_KINDS, Event, Journal
 from .letters import LetterVersions, read_letter_versions
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .render import (Layouts, Merged, MergeContext, Merger, PdfRenderer, check_pdf_variant, engine_version,
-                     is_pdf_variant, pdf_variants, remove_stale_temporaries, sha256, with_base, write_atomic)
+from .pdf import (PdfRenderer, check_pdf_variant, engine_version, is_pdf_variant, pdf_variants,
+                  remove_stale_temporaries, sha256, with_base, write_atomic)
+from .render import Layouts, Merged, MergeContext, Merger
 from .runlock import RunLock
 from .status import StatusRow, delivery_text
-from .workers import Done, Job, PdfPool, RendererProcess, stop_server
+from .workers import Done, PdfPool, RendererProcess, stop_server
 from .regions import Parts
 from .rendering import Explanation, Order, render_letters
 from .signing import Signer
@@ -179,7 +180,7 @@ def _validate(ws: Workspace, letter: str | None = None,
     return _settings_problems(ws) + problems, found
 
 
-# Where the PDF variants WeasyPrint can write come from: render.pdf_variants imports WeasyPrint here;
+# Where the PDF variants WeasyPrint can write come from: pdf.pdf_variants imports WeasyPrint here;
 # preview asks its renderer process instead (workers.RendererProcess).
 _pdf_variants: ContextVar[Callable[[], tuple[str, ...]]] = ContextVar("pdf_variants", default=pdf_variants)
 

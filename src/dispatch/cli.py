@@ -409,7 +409,7 @@ def print_(letter: LetterOption = None, only: OnlyOption = None,
         out.print(f"envelopes.pdf: {bundle.envelopes} {options.envelope.name} envelope(s)", markup=False)
         out.print(f"labels.pdf: {bundle.labels} label(s) on {bundle.label_sheets} sheet(s) of "
                   f"{options.labels.columns} x {options.labels.rows}", markup=False)
-    out.print(f"manifest.pdf, manifest.csv: the courier's checklist, by building", markup=False)
+    out.print("manifest.pdf, manifest.csv: the courier's checklist, by building", markup=False)
     if bundle.without_address:
         ids = ", ".join(r.id for r in bundle.without_address)
         err.print(f"warning: no envelope or label for {len(bundle.without_address)} recipient(s) without a postal "

@@ -28,13 +28,13 @@ from __future__ import annotations
 import html as htmllib
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from html.parser import HTMLParser
 from typing import Any, Sequence
 
-from .errors import DispatchError, RenderError
-from .render import Done, PdfRenderer, sha256, write_atomic
+from .errors import DispatchError
+from .pdf import Done, PdfRenderer, sha256, write_atomic
 from .pdfupdate import Base, Objects, flate_stream, scalar, stream_body, update
 from .regions import ATTRIBUTE, Parts
 

@@ -348,8 +348,8 @@ def fit(html: Callable[[Sequence[float]], str], items: Sequence[PrintItem], size
             box = pdf.anchors.get(f"text-{n}")
             if box is None:
                 raise PrintError("the template does not mark the address blocks", file="templates/",
-                                 hint=f'each address block needs id="text-N" (N = 0, 1, ...; see the templates '
-                                      f"that dispatch init writes)")
+                                 hint='each address block needs id="text-N" (N = 0, 1, ...; see the templates '
+                                      "that dispatch init writes)")
             if box[4] - box[2] > room + 0.05:
                 over.append(n)
         if not over:

@@ -14,7 +14,6 @@ chosen per run, so no value in the CSV can forge one.
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 import secrets
 from dataclasses import dataclass

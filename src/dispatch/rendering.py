@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 from .layers import PT_PER_PX, FellBack, Letter, Master, MasterJob, OverlayJob, WarmUp, master_html, supports
 from .regions import Parts
-from .render import Done
+from .pdf import Done
 from .workers import Job, PdfPool
 
 MM_PER_PX = PT_PER_PX * 25.4 / 72

@@ -36,8 +36,8 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import DispatchError, Problem, RenderError
-from .render import Done, PdfRenderer, sha256, write_atomic
+from .errors import DispatchError, RenderError
+from .pdf import Done, PdfRenderer, sha256, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _exit_with_parent() -> None:
 
     The command is the process that asked for this one, not its parent when a fork server made it: its
     sentinel (a pipe the command holds open) reads as closed once the command is gone. A temporary file
-    this worker was writing is removed by the next render (render.remove_stale_temporaries).
+    this worker was writing is removed by the next render (pdf.remove_stale_temporaries).
     """
     from multiprocessing.connection import wait
 
@@ -122,7 +122,7 @@ def _ready() -> int:
 
 
 # What the fork server imports once for all the workers it forks (see _context).
-PRELOAD = ["dispatch.layers", "weasyprint", "weasyprint.html", "weasyprint.pdf.metadata", "pikepdf"]
+PRELOAD = ["dispatch.workers", "dispatch.layers", "weasyprint", "weasyprint.html", "weasyprint.pdf.metadata", "pikepdf"]
 
 
 def _context():
@@ -305,7 +305,7 @@ def _serve_renderer(connection, templates: str, log_levels: dict[str, int], pdf_
     each HTML document it is sent, until the connection closes."""
     import traceback
 
-    from .render import pdf_variants
+    from .pdf import pdf_variants
 
     if parents_end is not None:  # forked: a copy of the other end, which would keep the connection open
         parents_end.close()
@@ -345,11 +345,11 @@ class RendererProcess:
     For a command that renders one document in a new process (dispatch preview): importing WeasyPrint
     takes most of a second, and the process started here does it while this one reads and checks the
     campaign (pandas, Jinja2). render(html) gives what PdfRenderer.render gives (the same code makes the
-    same bytes there); pdf_variants() what render.pdf_variants does, without importing WeasyPrint here.
+    same bytes there); pdf_variants() what pdf.pdf_variants does, without importing WeasyPrint here.
     Anything else asked of it is answered by a PdfRenderer in this process.
 
     The process is forked on Linux when this process has no other thread (a copy, at once: 0.15 to
-    0.2 s sooner than a new interpreter, which must import Python's startup and dispatch.render
+    0.2 s sooner than a new interpreter, which must import Python's startup and dispatch.pdf
     again); it is spawned otherwise (another system, or threads that a fork could copy mid-work).
     """
 
@@ -378,7 +378,7 @@ class RendererProcess:
         return self._variants
 
     def render(self, html: str):
-        """The PDF (a render.Pdf), as PdfRenderer.render makes it; RenderError as it raises it."""
+        """The PDF (a pdf.Pdf), as PdfRenderer.render makes it; RenderError as it raises it."""
         self.pdf_variants()  # the first answer of the process
         try:
             self._connection.send(html)

@@ -1,0 +1,291 @@
+"""HTML into PDF (WeasyPrint), and PDF files written whole.
+
+A renderer per process keeps what every document shares (fonts, parsed stylesheets); it fetches files
+inside templates/ and data: URLs only. Files are written under a temporary name, then renamed. This
+module does not import Jinja2 or Markdown: the worker processes that render need none of the merging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import unquote, urlsplit
+
+from .errors import Problem, RenderError
+
+log = logging.getLogger(__name__)
+
+
+def confined_fetcher(root: Path):
+    """A WeasyPrint URL fetcher that reads files inside root and data: URLs; nothing else, ever.
+
+    Anything else stops the render with FatalURLFetchingError, so a template that asks for the network
+    or a file elsewhere fails loudly instead of producing a letter with a silently missing part.
+    """
+    from weasyprint.urls import FatalURLFetchingError, URLFetcher  # imported where PDFs are made
+
+    root = root.resolve()
+
+    class ConfinedFetcher(URLFetcher):
+        def fetch(self, url: str, headers: Any = None):
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            if scheme == "data":
+                return super().fetch(url, headers)
+            if scheme == "file":
+                path = Path(unquote(parts.path)).resolve()
+                if path.is_relative_to(root) and path.is_file():
+                    return super().fetch(url, headers)
+                raise FatalURLFetchingError(f"{url} is not a file inside the templates folder")
+            raise FatalURLFetchingError(f"{url}: dispatch never fetches from the network")
+
+    return ConfinedFetcher(allowed_protocols=("file", "data"), timeout=1, fail_on_errors=True)
+
+
+MM_PER_PX = 25.4 / 96
+
+
+@dataclass(frozen=True)
+class Pdf:
+    data: bytes
+    pages: int
+    # Where each element with an id landed: id -> (page index, left, top, right, bottom), its border box in mm
+    # from the page's top-left corner.
+    anchors: Mapping[str, tuple[int, float, float, float, float]] = field(default_factory=dict)
+
+
+# <link rel="stylesheet" href="..."> with a relative href (the template's own stylesheets).
+_STYLESHEET_LINK = re.compile(
+    r"""<link\s+rel=["']?stylesheet["']?\s+href=["']([^"':?#]+\.css)["']\s*/?>""", re.IGNORECASE)
+# What a stylesheet may not contain to be parsed once and passed as a user stylesheet: WeasyPrint gives
+# those the "user" origin and a counter-style table of their own, so these would behave differently.
+_NOT_REUSABLE = ("!important", "@counter-style", "@layer")
+
+
+# The variants of the WeasyPrint version in constraints.txt (a test checks it has them all): one of them is
+# known without importing WeasyPrint, which costs most of a second; any other is looked up in WeasyPrint.
+KNOWN_PDF_VARIANTS = ("pdf/a-1b", "pdf/a-2b", "pdf/a-3b", "pdf/a-2u", "pdf/a-3u", "pdf/a-4u", "pdf/a-1a", "pdf/a-2a",
+                      "pdf/a-3a", "pdf/a-4e", "pdf/a-4f", "pdf/ua-1", "pdf/ua-2", "pdf/x-1a", "pdf/x-3", "pdf/x-4",
+                      "pdf/x-5g")
+
+
+def pdf_variants() -> tuple[str, ...]:
+    """The PDF variants WeasyPrint can write: pdf/a-3u, pdf/a-2b, pdf/ua-1, ..."""
+    from weasyprint.pdf import VARIANTS
+
+    return tuple(VARIANTS)
+
+
+def is_pdf_variant(name: str, variants: Callable[[], tuple[str, ...]] = pdf_variants) -> bool:
+    """Whether WeasyPrint can write this variant (variants: where the full list comes from)."""
+    return name in KNOWN_PDF_VARIANTS or name in variants()
+
+
+def check_pdf_variant(pdf_variant: str) -> str:
+    """The variant, if WeasyPrint can write it; else a RenderError."""
+    if not is_pdf_variant(pdf_variant):
+        raise RenderError(f"unknown PDF variant {pdf_variant!r}",
+                          hint=f"use one of {', '.join(pdf_variants())}, or leave it empty for a plain PDF")
+    return pdf_variant
+
+
+class PdfRenderer:
+    """Writes PDFs with WeasyPrint. One instance per process: it keeps what every letter shares.
+
+    The font configuration (the @font-face fonts, loaded once) and the template's stylesheets: each
+    <link rel="stylesheet"> to a file in templates/ is parsed on first use, then taken out of every
+    later document and passed to WeasyPrint already parsed. A renderer assumes templates/ does not
+    change while it lives (a render run, a worker process).
+
+    pdf_variant (e.g. "pdf/a-3u") makes archival PDFs; they are also tagged for accessibility.
+    """
+
+    def __init__(self, templates: Path, *, pdf_variant: str | None = None) -> None:
+        import weasyprint
+        from weasyprint.text.fonts import FontConfiguration
+
+        if pdf_variant:
+            check_pdf_variant(pdf_variant)
+        self.pdf_variant = pdf_variant or None
+        self.options = {"pdf_variant": pdf_variant, "pdf_tags": True} if pdf_variant else {}
+
+        # Font subsets carry a timestamp; a fixed one makes the same letter give the same bytes.
+        os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
+        self._weasyprint = weasyprint
+        self.templates = templates.resolve()
+        self.base_url = self.templates.as_uri() + "/"
+        self.fetcher = confined_fetcher(self.templates)
+        self.font_config = FontConfiguration()
+        self._stylesheets: dict[str, Any] = {}  # href -> parsed CSS, or None when it must stay a <link>
+        self._parsed: dict[str, Any] = {}  # CSS text -> parsed (see stylesheet())
+
+    def _stylesheet(self, href: str):
+        if href not in self._stylesheets:
+            path = (self.templates / href).resolve()
+            parsed = None
+            if path.is_relative_to(self.templates) and path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                if not any(marker in text for marker in _NOT_REUSABLE):
+                    parsed = self._weasyprint.CSS(string=text, base_url=path.as_uri(), url_fetcher=self.fetcher,
+                                                  font_config=self.font_config)
+            self._stylesheets[href] = parsed
+        return self._stylesheets[href]
+
+    def _reuse_stylesheets(self, html: str) -> tuple[str, list[Any]]:
+        """The document without the <link>s to stylesheets already parsed, and those stylesheets."""
+        head_end = html.find("</head>")
+        if head_end < 0:
+            return html, []
+        sheets: list[Any] = []
+
+        def take(match: re.Match) -> str:
+            sheet = self._stylesheet(match.group(1))
+            if sheet is None:
+                return match.group(0)
+            sheets.append(sheet)
+            return ""
+
+        return _STYLESHEET_LINK.sub(take, html[:head_end]) + html[head_end:], sheets
+
+    def stylesheet(self, css: str):
+        """css parsed once for this renderer (by its text), to pass to layout()."""
+        if css not in self._parsed:
+            self._parsed[css] = self._weasyprint.CSS(string=css, base_url=self.base_url, url_fetcher=self.fetcher,
+                                                     font_config=self.font_config)
+        return self._parsed[css]
+
+    def layout(self, html: str, *, plain: bool = False, stylesheets: tuple = ()):
+        """The laid-out WeasyPrint document of html (plain: without this renderer's PDF variant and tags).
+
+        stylesheets: more stylesheets from stylesheet(), after the document's own."""
+        from weasyprint.urls import FatalURLFetchingError
+
+        try:
+            html, own = self._reuse_stylesheets(html)
+            stylesheets = [*own, *stylesheets]
+            document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
+            return document.render(font_config=self.font_config, stylesheets=stylesheets, custom_metadata=True,
+                                   **({} if plain else self.options))
+        except FatalURLFetchingError as exc:
+            raise RenderError(str(exc), file="templates/",
+                              hint="templates may only use files inside templates/ (fonts, images, CSS)") from None
+        except OSError as exc:  # WeasyPrint writes fonts to the temporary folder while it works
+            raise _disk_error(exc) from None
+
+    def write(self, rendered, *, plain: bool = False) -> bytes:
+        """The PDF of a document laid out by layout()."""
+        try:
+            return rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch",
+                                      **({} if plain else self.options))
+        except OSError as exc:
+            raise _disk_error(exc) from None
+
+    def metadata(self, head: str):
+        """The PDF metadata WeasyPrint takes from an HTML <head> (title, authors, description, keywords...)."""
+        from weasyprint.html import get_html_metadata
+        from weasyprint.pdf.metadata import DocumentMetadata
+
+        document = self._weasyprint.HTML(string=head + "</head><body></body></html>", base_url=self.base_url,
+                                         url_fetcher=self.fetcher)
+        return DocumentMetadata(**get_html_metadata(document))
+
+    def render(self, html: str) -> Pdf:
+        rendered = self.layout(html)
+        data = self.write(rendered)
+        anchors = {name: (index, *(value * MM_PER_PX for value in box))
+                   for index, page in enumerate(rendered.pages) for name, box in page.anchors.items()}
+        return Pdf(data=data, pages=len(rendered.pages), anchors=anchors)
+
+
+def _disk_error(exc: OSError) -> RenderError:
+    return RenderError(f"cannot render a PDF: {exc.strerror or exc}",
+                       hint="check that the disk is not full, the temporary folder (TMPDIR) included")
+
+
+@dataclass(frozen=True)
+class Done:
+    """What became of one letter or document: the PDF written (pages, size, sha256), or the problem that stopped it."""
+
+    name: str
+    target: Path
+    pages: int = 0
+    size: int = 0
+    sha256: str = ""
+    problem: Problem | None = None
+
+
+def with_base(html: str, templates: Path) -> str:
+    """The HTML with a <base> pointing at templates/, so it renders the same when opened from out/."""
+    base = f'<base href="{templates.resolve().as_uri()}/">'
+    match = re.search(r"<head[^>]*>", html, re.IGNORECASE)
+    if match is None:
+        return base + html
+    return html[:match.end()] + base + html[match.end():]
+
+
+def engine_version() -> str:
+    """The version of the PDF engine, without importing it (importing WeasyPrint takes most of a second)."""
+    from importlib.metadata import version
+
+    return f"weasyprint {version('weasyprint')}"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write data to path so that readers see either the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = exc.strerror
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file stands where a folder should be"
+        raise RenderError(f"cannot write {path.name}: {reason}", file=str(path.parent),
+                          hint="check that the output folder is writable and the disk is not full") from None
+    except BaseException:  # interrupted (Ctrl-C): leave nothing half-written behind
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files write_atomic left behind when its process was killed."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match and not _process_alive(int(match.group(2))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
