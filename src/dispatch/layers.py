@@ -28,6 +28,7 @@ from __future__ import annotations
 import html as htmllib
 import io
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from html.parser import HTMLParser
@@ -359,24 +360,29 @@ class _Marker:
     ctm: Any
 
 
-def _markers(operations: list) -> list[_Marker]:
-    """Every marker painted in a page's operations, with the whole group that paints it (its clip too)."""
+def _markers(operations: list, names: list[str] | None = None) -> list[_Marker]:
+    """Every marker painted in a page's operations, with the whole group that paints it (its clip too).
+
+    names: each operation's operator, if the caller has them already."""
     import pikepdf
 
     r, g, b = (c / 255 for c in MARKER)
-    names = [str(op) for _, op in operations]
+    names = names if names is not None else [str(operation.operator) for operation in operations]
     ctms, stack, ctm = [], [], pikepdf.Matrix()
-    for (operands, _), op in zip(operations, names):
+    for i, op in enumerate(names):
         ctms.append(ctm)
         if op == "q":
             stack.append(ctm)
         elif op == "Q":
             ctm = stack.pop() if stack else pikepdf.Matrix()
         elif op == "cm":
-            ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
+            ctm = pikepdf.Matrix(*[float(v) for v in operations[i].operands]) @ ctm
     found = []
-    for i, ((operands, _), op) in enumerate(zip(operations, names)):
-        if op != "rg" or len(operands) != 3:
+    for i, op in enumerate(names):
+        if op != "rg":
+            continue
+        operands = operations[i].operands
+        if len(operands) != 3:
             continue
         red, green, blue = (float(v) for v in operands)
         index = round((blue - b) * 255)
@@ -605,7 +611,7 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
     group_problem = next((p for p in found if p and "looks different" in p), None)
     problems = [group_problem or next((found[i] for i in mine if found[i]), None) for mine in chosen]
     data = renderer.write(document, plain=True)
-    results: list[tuple[Done, str | None]] = []
+    results: list = []  # (Done, reason), or the index in `written` of a letter being written
     with pikepdf.open(io.BytesIO(data)) as overlay:
         drawings: list[bytes] = []
         objects = Objects(master.base.size)  # fonts and graphic states, written once for the whole batch
@@ -616,21 +622,34 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
         if len(drawings) != len(instances):
             problems = ["the regions' drawings could not be told apart"] * len(letters)
         sheet_height = SHEET_HEIGHT * PT_PER_PX
-        for letter, mine, problem in zip(letters, chosen, problems):
-            if problem:
-                results.append(_whole(renderer, master, letter, problem))
-                continue
-            fills = [(drawings[i], resources[instances[i].sheet],
-                      master.page_height * PT_PER_PX - sheet_height + instances[i].offset * PT_PER_PX)
-                     for i in mine]
-            try:
+        # Each file is written (and synced to the disk) by a thread while the next one is assembled: the
+        # thread mostly waits for the disk, and lets go of the interpreter meanwhile.
+        with ThreadPoolExecutor(1) as writer:
+            written: list[tuple[Letter, bytes, Future]] = []
+            for letter, mine, problem in zip(letters, chosen, problems):
+                if problem:
+                    results.append(_whole(renderer, master, letter, problem))
+                    continue
+                fills = [(drawings[i], resources[instances[i].sheet],
+                          master.page_height * PT_PER_PX - sheet_height + instances[i].offset * PT_PER_PX)
+                         for i in mine]
                 pdf = _assemble(master, objects, fills, letter)
-                write_atomic(letter.target, pdf)
-            except DispatchError as exc:
-                results.append((Done(letter.name, letter.target, problem=exc.problem), None))
-                continue
-            results.append((Done(letter.name, letter.target, master.pages, len(pdf), sha256(pdf)), None))
+                written.append((letter, pdf, writer.submit(write_atomic, letter.target, pdf)))
+                results.append(len(written) - 1)
+            for n, result in enumerate(results):
+                if isinstance(result, int):
+                    letter, pdf, future = written[result]
+                    results[n] = (_written(letter, pdf, future, master.pages), None)
     return results
+
+
+def _written(letter: Letter, pdf: bytes, future: Future, pages: int) -> Done:
+    """The Done of a letter whose PDF a thread was writing (write_atomic), once it is written or failed."""
+    try:
+        future.result()
+    except DispatchError as exc:
+        return Done(letter.name, letter.target, problem=exc.problem)
+    return Done(letter.name, letter.target, pages, len(pdf), sha256(pdf))
 
 
 def _whole(renderer: PdfRenderer, master: Master, letter: Letter, reason: str) -> tuple[Done, str]:
@@ -649,43 +668,45 @@ def _cut_at_markers(page) -> list[bytes]:
     import pikepdf
 
     operations = pikepdf.parse_content_stream(page)
-    markers = _markers(operations)
+    names = [str(operation.operator) for operation in operations]
+    markers = _markers(operations, names)
     drawings = []
     for n, marker in enumerate(markers):
         stop = markers[n + 1].start if n + 1 < len(markers) else len(operations)
         chunk, level = [], 0
-        for operands, operator in operations[marker.end + 1:stop]:
-            name = str(operator)
+        for i in range(marker.end + 1, stop):
+            name = names[i]
             if name == "Q":
                 if level == 0:
                     continue  # closes a group opened before the marker: not this drawing's
                 level -= 1
             elif name == "q":
                 level += 1
-            chunk.append(pikepdf.ContentStreamInstruction(operands, operator))
-        while chunk and level and str(chunk[-1].operator) == "q":  # opened for the next marker
+            chunk.append(i)
+        while chunk and level and names[chunk[-1]] == "q":  # opened for the next marker
             chunk.pop()
             level -= 1
         head = [pikepdf.ContentStreamInstruction([], pikepdf.Operator("q")),
-                pikepdf.ContentStreamInstruction(list(_ctm_after(operations, marker).shorthand), pikepdf.Operator("cm"))]
+                pikepdf.ContentStreamInstruction(list(_ctm_after(operations, names, marker).shorthand),
+                                                 pikepdf.Operator("cm"))]
         tail = [pikepdf.ContentStreamInstruction([], pikepdf.Operator("Q"))] * (1 + level)
-        drawings.append(pikepdf.unparse_content_stream(head + chunk + tail))
+        drawings.append(pikepdf.unparse_content_stream(head + [operations[i] for i in chunk] + tail))
     return drawings
 
 
-def _ctm_after(operations: list, marker: _Marker):
+def _ctm_after(operations: list, names: list[str], marker: _Marker):
     """The transformation in force just after a marker's painting (its group closed)."""
     import pikepdf
 
     ctm, stack = marker.ctm, []
-    for operands, operator in operations[marker.start:marker.end + 1]:
-        name = str(operator)
+    for i in range(marker.start, marker.end + 1):
+        name = names[i]
         if name == "q":
             stack.append(ctm)
         elif name == "Q":
             ctm = stack.pop() if stack else ctm
         elif name == "cm":
-            ctm = pikepdf.Matrix(*[float(v) for v in operands]) @ ctm
+            ctm = pikepdf.Matrix(*[float(v) for v in operations[i].operands]) @ ctm
     return ctm
 
 
