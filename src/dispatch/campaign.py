@@ -36,6 +36,7 @@ from .runlock import RunLock
 from .status import StatusRow, delivery_text
 from .workers import Done, PdfPool, RendererProcess, stop_server
 from .regions import Parts
+from .layers import supports
 from .rendering import Explanation, Order, render_letters
 from .signing import Signer
 from .workspace import Workspace, open_workspace
@@ -369,12 +370,13 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
             parts[recipient.id] = (group, split.contents, split.head)
 
     with contextlib.ExitStack() as stack:
+        whole = not layers or supports(variant) is not None  # every letter rendered whole, by new interpreters
         pool = stack.enter_context(PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer,
-                                           pdf_variant=variant))
+                                           pdf_variant=variant, fork_server=not whole))
         if pool.jobs > 1 and (force or _cold(ws, letter)):
             pool.start()  # every letter will be rendered: the workers import WeasyPrint while letters are checked
-        else:
-            stop_server()  # one started early for this command is not needed now (workers start when needed)
+        if whole or not pool.started:
+            stop_server()  # one started early for this command (cli.run) is not needed, or not yet
         campaign, warnings = check(ws, letter, remember)
         if journal is None:
             journal = stack.enter_context(open_journal(ws))

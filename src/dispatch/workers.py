@@ -125,9 +125,10 @@ def _ready() -> int:
 PRELOAD = ["dispatch.workers", "dispatch.layers", "weasyprint", "weasyprint.html", "weasyprint.pdf.metadata", "pikepdf"]
 
 
-def _context():
-    """Where the workers come from: a fork server that preloaded WeasyPrint on Linux, new interpreters elsewhere."""
-    if sys.platform == "linux":
+def _context(fork_server: bool = True):
+    """Where the workers come from: a fork server that preloaded WeasyPrint on Linux, new interpreters elsewhere
+    (or when fork_server is False)."""
+    if fork_server and sys.platform == "linux":
         context = get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
         return context
@@ -160,10 +161,14 @@ class PdfPool:
     """
 
     def __init__(self, templates: Path, jobs: int | None = None, *, window: int | None = None,
-                 renderer: PdfRenderer | None = None, pdf_variant: str | None = None) -> None:
+                 renderer: PdfRenderer | None = None, pdf_variant: str | None = None,
+                 fork_server: bool = True) -> None:
         """renderer, if given, renders in this process whenever it renders here (one worker, one document).
 
         pdf_variant (e.g. "pdf/a-3u") is the kind of PDF every worker writes; a renderer given has its own.
+        fork_server False: workers are new interpreters even where a fork server could make them. They take
+        longer to start, but a whole letter renders in them with about a tenth less CPU time than in a
+        forked process (measured, bench/render.py --whole); for many small overlay jobs the start matters more.
         """
         self.templates = templates
         self.pdf_variant = renderer.pdf_variant if renderer is not None else pdf_variant
@@ -172,6 +177,7 @@ class PdfPool:
         self._executor: ProcessPoolExecutor | None = None
         self._local: PdfRenderer | None = renderer
         self._started = False  # start() was called: workers, not this process, render from now on
+        self.fork_server = fork_server
 
     def render(self, jobs: Iterable[Any], *, count: int | None = None) -> Iterator[Any]:
         """Run the jobs, yielding each one's result (job.run(renderer)) in the order given: a Done for a Job.
@@ -232,7 +238,7 @@ class PdfPool:
         if self.jobs == 1:
             return
         self._started = True
-        if not start_server():
+        if not (self.fork_server and start_server()):
             self._start()
 
     def _start(self) -> ProcessPoolExecutor:
@@ -242,7 +248,7 @@ class PdfPool:
             levels = {name: logging.getLogger(name or None).getEffectiveLevel()
                       for name in ("", "weasyprint", "fontTools")}
             self._executor = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=_context(), initializer=_start_worker,
+                max_workers=self.jobs, mp_context=_context(self.fork_server), initializer=_start_worker,
                 initargs=(str(self.templates), levels, self.pdf_variant))
             with _workers_skip_main_script():  # processes are started by submit(): start them all here
                 for _ in range(self.jobs):
