@@ -76,12 +76,15 @@ def _start_worker(templates: str, log_levels: dict[str, int], pdf_variant: str |
     _renderer = PdfRenderer(Path(templates), pdf_variant=pdf_variant)
 
 
+_TEMPORARY_PREFIX = "dispatch-worker-"
+
+
 def _own_temporary_folder() -> None:
     """Put this process's temporary files in a folder of its own, removed as the process ends.
 
     WeasyPrint copies the @font-face fonts into a temporary folder that it removes when its font
     configuration is deleted; a forked process ends without deleting anything."""
-    tempfile.tempdir = tempfile.mkdtemp(prefix="dispatch-worker-")
+    tempfile.tempdir = tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX)
     Finalize(None, shutil.rmtree, args=(tempfile.tempdir, True), exitpriority=0)
 
 
@@ -101,6 +104,8 @@ def _exit_with_parent() -> None:
         parent = os.getppid()
         while os.getppid() == parent:
             time.sleep(0.5)
+    if tempfile.tempdir and Path(tempfile.tempdir).name.startswith(_TEMPORARY_PREFIX):
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)  # its own folder (see _own_temporary_folder)
     os._exit(1)
 
 
