@@ -29,7 +29,7 @@ from .journal import DELIVERY_KINDS, Event, Journal
 from .letters import LetterVersions, read_letter_versions
 from .models import Letter, Recipient, RenderedLetter
 from .recipients import RecipientTable, check_recipients, read_recipients
-from .pdf import (PdfRenderer, check_pdf_variant, engine_version, is_pdf_variant, pdf_variants,
+from .pdf import (PdfRenderer, check_pdf_variant, commit, engine_version, is_pdf_variant, pdf_variants,
                   remove_stale_temporaries, sha256, with_base, write_atomic)
 from .render import Layouts, Merged, MergeContext, Merger
 from .runlock import RunLock
@@ -37,7 +37,7 @@ from .status import StatusRow, delivery_text
 from .workers import Done, PdfPool, RendererProcess, stop_server
 from .regions import Parts
 from .layers import supports
-from .rendering import Explanation, Order, render_letters
+from .rendering import Explanation, LetterStream, Order
 from .signing import Signer
 from .workspace import Workspace, open_workspace
 
@@ -175,6 +175,8 @@ def _validate(ws: Workspace, letter: str | None = None,
         return _settings_problems(ws) + problems, None
     found = Campaign(ws, versions, table)
     problems.extend(_fallback_warnings(found))
+    if any(p.severity == "error" for p in problems):
+        on_html = None  # the campaign will not be rendered: its letters are merged only to find more problems
     problems.extend(_merge_problems(found, on_html))
     # Checked last, reported first: the PDF variants come from WeasyPrint, which preview's renderer
     # process imports meanwhile.
@@ -359,6 +361,8 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     keys: dict[str, str] = {}
     parts: dict[str, tuple[str | None, tuple[str, ...], tuple[str, ...]]] = {}  # id -> group, region contents, head
     shared: dict[str, Parts] = {}  # group -> the parts of its first letter
+    out = _output_dir(ws, letter)
+    mergers: list[VersionMerger] = []  # the campaign's, once it is checked (whole letters are merged again)
 
     def remember(recipient: Recipient, merged: Merged) -> None:
         keys[recipient.id] = letter_key(digest, merged.html)
@@ -368,8 +372,13 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
             if group is not None and group not in shared:
                 shared[group] = split
             parts[recipient.id] = (group, split.contents, split.head)
+        if stream.eager:  # every letter is rendered: it starts while the others are checked
+            stream.add(Order(recipient.id, out / f"{recipient.id}.pdf",
+                             functools.partial(_merged_again, mergers, recipient), *parts.get(recipient.id, ())))
 
     with contextlib.ExitStack() as stack:
+        if out is not None:  # last, once the workers have stopped: what they wrote and nobody put in place
+            stack.callback(_tidy, out, [d for d in (ws.output, out) if not d.exists()])
         whole = not layers or supports(variant) is not None  # every letter rendered whole, by new interpreters
         pool = stack.enter_context(PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer,
                                            pdf_variant=variant, fork_server=not whole))
@@ -377,29 +386,56 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
             pool.start()  # every letter will be rendered: the workers import WeasyPrint while letters are checked
         if whole or not pool.started:
             stop_server()  # one started early for this command (cli.run) is not needed, or not yet
-        campaign, warnings = check(ws, letter, remember)
+        stream = LetterStream(pool, shared, layered=layers, pdf_variant=variant, explanation=explanation,
+                              eager=only is None and out is not None)
+        try:
+            campaign, warnings = check(ws, letter, remember)
+        except BaseException:
+            stream.cancel()
+            raise
+        mergers.append(campaign.merger())
         if journal is None:
             journal = stack.enter_context(open_journal(ws))
-        return _render_planned(ws, campaign, warnings, pool, journal, keys, parts, shared, only=only, force=force,
-                               layers=layers, variant=variant, signer=signer, explanation=explanation,
-                               on_start=on_start, on_progress=on_progress)
+        return _render_planned(ws, campaign, warnings, stream, journal, keys, parts, mergers[0], only=only,
+                               force=force, signer=signer, on_start=on_start, on_progress=on_progress)
+
+
+def _output_dir(ws: Workspace, letter: str | None) -> Path | None:
+    """out/<letter>/, or None for a letter that does not exist (validation says so)."""
+    try:
+        return ws.output_dir(ws.letter_name(letter))
+    except DispatchError:
+        return None
+
+
+def _merged_again(mergers: list[VersionMerger], recipient: Recipient) -> str:
+    return mergers[0].html(recipient)
+
+
+def _tidy(out: Path, created: list[Path]) -> None:
+    """Remove the PDFs that workers wrote and that were not put in place (an interrupted or refused run),
+    and the folders this run created if they stayed empty."""
+    remove_stale_temporaries(out)
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _cold(ws: Workspace, letter: str | None) -> bool:
     """Whether no letter has been rendered yet (out/<letter>/ holds no PDF)."""
-    try:
-        folder = ws.output_dir(ws.letter_name(letter))
-    except DispatchError:
-        return False
-    return not folder.is_dir() or next(folder.glob("*.pdf"), None) is None
+    folder = _output_dir(ws, letter)
+    return folder is not None and (not folder.is_dir() or next(folder.glob("*.pdf"), None) is None)
 
 
-def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], pool: PdfPool, journal: Journal,
-                    keys: dict[str, str], parts: dict, shared: dict[str, Parts], *, only: list[str] | None,
-                    force: bool, layers: bool, variant: str | None, signer: Signer | None,
-                    explanation: Explanation | None, on_start: Callable[[int, int], None] | None,
+def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], stream: LetterStream,
+                    journal: Journal, keys: dict[str, str], parts: dict, merger: VersionMerger, *,
+                    only: list[str] | None, force: bool, signer: Signer | None,
+                    on_start: Callable[[int, int], None] | None,
                     on_progress: Callable[[RenderedLetter], None] | None) -> RenderSummary:
-    """Render the letters that need it (see render), recording each in the journal."""
+    """Render the letters that need it (see render), recording each in the journal.
+
+    The stream may have started already (eager: every letter is rendered); else the letters that need
+    it are added to it now."""
     chosen = campaign.recipients.select(only)
     summary = RenderSummary(campaign.letter_name, campaign.output_dir, warnings=warnings)
     out = campaign.output_dir
@@ -410,6 +446,8 @@ def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], 
         target = out / f"{recipient.id}.pdf"
         event = previous.get(recipient.id)
         reason = reason_to_render(keys[recipient.id], target, event.data if event else None, force=force)
+        if reason is None and stream.eager:  # rendered already, while the campaign was checked (not expected:
+            reason = "forced"                # eager means no letter was rendered before, or --force)
         if reason is None:
             summary.up_to_date += 1
         else:
@@ -418,26 +456,26 @@ def _render_planned(ws: Workspace, campaign: Campaign, warnings: list[Problem], 
         on_start(len(plan), summary.up_to_date)
     if not plan:
         return summary
-    merger = campaign.merger()
-    orders = [Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), ())))
-              for rid, (recipient, target, _) in plan.items()]
-    for finished in render_letters(pool, orders, shared, layered=layers, pdf_variant=variant, explanation=explanation):
+    if not stream.eager:
+        for rid, (recipient, target, _) in plan.items():
+            stream.add(Order(rid, target, functools.partial(merger.html, recipient), *parts.get(rid, (None, (), ()))))
+    for finished in stream.finish():
         records, results, stop = [], [], False
-        for done in finished:  # the letters of one job: recorded in one transaction
+        for done in finished:  # the letters of one job: put in place, then recorded in one transaction
             recipient, target, reason = plan[done.name]
-            if done.problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
-                summary.failed.append(done.problem)
+            problem, signed = done.problem, {}
+            if problem is None:
+                try:
+                    commit(done.staged, done.target)
+                    if signer is not None:
+                        done = _sign(signer, campaign.version_for(recipient), done)
+                        signed = {"signed_by": signer.name}
+                except DispatchError as exc:
+                    problem = exc.problem
+            if problem is not None:  # what stops one letter (a full disk, a bad template) stops them all
+                summary.failed.append(problem)
                 stop = True
                 break
-            signed = {}
-            if signer is not None:
-                try:
-                    done = _sign(signer, campaign.version_for(recipient), done)
-                except DispatchError as exc:
-                    summary.failed.append(exc.problem)
-                    stop = True
-                    break
-                signed = {"signed_by": signer.name}
             records.append((campaign.letter_name, recipient.id, "rendered", dict(
                 sha256=done.sha256, size=done.size, pages=done.pages, reason=reason, key=keys[recipient.id],
                 file=ws.relative(target), **signed)))

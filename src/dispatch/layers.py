@@ -178,9 +178,10 @@ class OverlayJob:
 
     master: Master
     letters: tuple[Letter, ...]
+    stage: bool = False  # leave each PDF under a temporary name for the caller to rename (Done.staged)
 
     def run(self, renderer: PdfRenderer) -> list:
-        return _overlay(renderer, self.master, self.letters)
+        return _overlay(renderer, self.master, self.letters, self.stage)
 
 
 @dataclass(frozen=True)
@@ -579,7 +580,8 @@ def _overflow(region) -> str | None:
     return None
 
 
-def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -> list[tuple[Done, str | None]]:
+def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter],
+             stage: bool = False) -> list[tuple[Done, str | None]]:
     """Each letter's Done, with the reason it was rendered whole (None when it was layered)."""
     import pikepdf
 
@@ -588,7 +590,7 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
         document = renderer.layout(overlay_html(master, instances), plain=True,
                                    stylesheets=(renderer.stylesheet(overlay_css(master)),))
     except DispatchError as exc:
-        return [_whole(renderer, master, letter, exc.problem.message) for letter in letters]
+        return [_whole(renderer, master, letter, exc.problem.message, stage) for letter in letters]
     boxes: list[Any] = []  # the instances' boxes, in document order
     seen: set[int] = set()
     for page in document.pages:
@@ -600,7 +602,7 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
                 seen.add(id(element))
                 boxes.append(box)
     if len(boxes) != len(instances) or len(document.pages) != instances[-1].sheet + 1:
-        return [_whole(renderer, master, letter, "the regions could not be laid out on their own")
+        return [_whole(renderer, master, letter, "the regions could not be laid out on their own", stage)
                 for letter in letters]
     styled: set[int] = set()
     found = []
@@ -628,38 +630,40 @@ def _overlay(renderer: PdfRenderer, master: Master, letters: Sequence[Letter]) -
             written: list[tuple[Letter, bytes, Future]] = []
             for letter, mine, problem in zip(letters, chosen, problems):
                 if problem:
-                    results.append(_whole(renderer, master, letter, problem))
+                    results.append(_whole(renderer, master, letter, problem, stage))
                     continue
                 fills = [(drawings[i], resources[instances[i].sheet],
                           master.page_height * PT_PER_PX - sheet_height + instances[i].offset * PT_PER_PX)
                          for i in mine]
                 pdf = _assemble(master, objects, fills, letter)
-                written.append((letter, pdf, writer.submit(write_atomic, letter.target, pdf)))
+                written.append((letter, pdf, writer.submit(write_atomic, letter.target, pdf, staged=stage)))
                 results.append(len(written) - 1)
             for n, result in enumerate(results):
                 if isinstance(result, int):
                     letter, pdf, future = written[result]
-                    results[n] = (_written(letter, pdf, future, master.pages), None)
+                    results[n] = (_written(letter, pdf, future, master.pages, stage), None)
     return results
 
 
-def _written(letter: Letter, pdf: bytes, future: Future, pages: int) -> Done:
+def _written(letter: Letter, pdf: bytes, future: Future, pages: int, stage: bool) -> Done:
     """The Done of a letter whose PDF a thread was writing (write_atomic), once it is written or failed."""
     try:
-        future.result()
+        written = future.result()
     except DispatchError as exc:
         return Done(letter.name, letter.target, problem=exc.problem)
-    return Done(letter.name, letter.target, pages, len(pdf), sha256(pdf))
+    return Done(letter.name, letter.target, pages, len(pdf), sha256(pdf), staged=written if stage else None)
 
 
-def _whole(renderer: PdfRenderer, master: Master, letter: Letter, reason: str) -> tuple[Done, str]:
+def _whole(renderer: PdfRenderer, master: Master, letter: Letter, reason: str,
+           stage: bool = False) -> tuple[Done, str]:
     """The letter rendered whole (the way every letter is without layers), and why."""
     try:
         pdf = renderer.render(master.whole_html(letter))
-        write_atomic(letter.target, pdf.data)
+        written = write_atomic(letter.target, pdf.data, staged=stage)
     except DispatchError as exc:
         return Done(letter.name, letter.target, problem=exc.problem), reason
-    return Done(letter.name, letter.target, pdf.pages, len(pdf.data), sha256(pdf.data)), reason
+    return Done(letter.name, letter.target, pdf.pages, len(pdf.data), sha256(pdf.data),
+                staged=written if stage else None), reason
 
 
 def _cut_at_markers(page) -> list[bytes]:

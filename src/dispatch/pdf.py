@@ -218,6 +218,7 @@ class Done:
     size: int = 0
     sha256: str = ""
     problem: Problem | None = None
+    staged: Path | None = None  # where the PDF waits to be renamed to target (write_atomic staged, commit)
 
 
 def with_base(html: str, templates: Path) -> str:
@@ -240,8 +241,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write data to path so that readers see either the old file or the whole new one."""
+def write_atomic(path: Path, data: bytes, *, staged: bool = False) -> Path:
+    """Write data to path so that readers see either the old file or the whole new one; return path.
+
+    staged: leave the data in its temporary file (synced to the disk) for commit() to rename to path
+    later, and return that file: letters are renamed into place by the command that records them."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,19 +253,36 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if staged:
+            return tmp
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        reason = exc.strerror
-        if isinstance(exc, FileExistsError | NotADirectoryError):
-            reason = "a file stands where a folder should be"
-        raise RenderError(f"cannot write {path.name}: {reason}", file=str(path.parent),
-                          hint="check that the output folder is writable and the disk is not full") from None
+        raise _write_error(path, exc) from None
     except BaseException:  # interrupted (Ctrl-C): leave nothing half-written behind
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def commit(staged: Path, path: Path) -> None:
+    """Rename a file that write_atomic(staged=True) wrote into its place."""
+    try:
+        os.replace(staged, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+        raise _write_error(path, exc) from None
+
+
+def _write_error(path: Path, exc: OSError) -> RenderError:
+    reason = exc.strerror
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason = "a file stands where a folder should be"
+    return RenderError(f"cannot write {path.name}: {reason}", file=str(path.parent),
+                       hint="check that the output folder is writable and the disk is not full")
 
 
 _TEMPORARY = re.compile(r"^\.(.+)\.(\d+)\.tmp$")

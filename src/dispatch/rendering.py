@@ -1,15 +1,19 @@
 """Render a campaign's letters: layered where letters share their layout (layers.py), whole otherwise.
 
-The letters to render come in as Orders (a recipient's HTML, or its parts). Letters whose shared part
-is the same form a group; a group of two or more is rendered layered: its master first, then overlay
-batches, all in the worker pool. A letter that is alone in its group, a group whose master cannot be
-layered, or a letter whose region does not fit its box is rendered whole, and the Explanation says why.
-Results come out as lists of Done, one list per job (the letters it wrote), in no promised order.
+The letters to render come in as Orders (a recipient's HTML, or its parts), one at a time. Letters whose
+shared part is the same form a group; a group of two or more is rendered layered: its master first, then
+overlay batches, all in the worker pool. A letter that is alone in its group, a group whose master
+cannot be layered, or a letter whose region does not fit its box is rendered whole, and the Explanation
+says why. Each PDF is left under a temporary name (Done.staged) for the caller to rename into place once
+it is recorded, so that letters can be rendered while later ones are still being checked: when that
+check fails, nothing has been put in place. Results come out as lists of Done, one list per job (the
+letters it wrote), in the order of the letters' groups and then of the letters rendered whole.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -56,61 +60,123 @@ class Explanation:
     whole: dict[str, str] = field(default_factory=dict)  # recipient -> reason
 
 
-def render_letters(pool: PdfPool, orders: Sequence[Order], shared: dict[str, Parts], *, layered: bool,
-                   pdf_variant: str | None, explanation: Explanation | None = None) -> Iterator[list[Done]]:
-    """Render every order; yield the Done of each letter (its PDF written, or the problem that stopped it),
-    a list at a time: the letters of one job.
+class LetterStream:
+    """The letters of one render: add() each, then finish() renders what is left and yields the results.
 
-    shared maps a group key to the parts of one of its letters (for the master's HTML).
+        stream = LetterStream(pool, shared, layered=True, pdf_variant=None, eager=True)
+        for order in orders: stream.add(order)       # eager: masters and full batches start meanwhile
+        for done_list in stream.finish(): ...
+
+    shared maps a group key to the parts of one of its letters (for the master's HTML). eager (with the
+    pool's workers started) renders while letters are still being added: a group's master as soon as it
+    has two letters, each batch of BATCH letters as soon as the master is back. Batches are always a
+    group's letters in the order they were added, BATCH at a time, so the PDFs are the same either way.
     """
-    explanation = explanation if explanation is not None else Explanation()
-    whole: list[Order] = []
-    groups: dict[str, list[Order]] = defaultdict(list)
-    refusal = None if layered else "--no-layers"
-    refusal = refusal or supports(pdf_variant)
-    for order in orders:
-        if refusal or order.group is None:
-            whole.append(order)
-            explanation.whole[order.name] = refusal or "the layout has no regions"
-        else:
-            groups[order.group].append(order)
-    masters: list[MasterJob] = []
-    for key, members in groups.items():
-        if len(members) < 2:
-            whole.extend(members)
-            explanation.whole[members[0].name] = ("its letter differs from every other one outside the regions "
-                                                  "(a recipient's value outside a data-variable region?)")
-        else:
-            parts = shared[key]
-            masters.append(MasterJob(key, master_html(parts), len(members), parts.body, parts.word))
 
-    overlays: list[OverlayJob] = []
-    for job, result in zip(masters, _run_masters(pool, masters, groups)):
-        members = groups[job.group]
-        names = tuple(m.name for m in members)
-        if isinstance(result, FellBack):
-            explanation.groups.append(Group(job.group, names, reason=result.reason))
-            whole.extend(members)
-            explanation.whole.update({m.name: result.reason for m in members})
-            continue
-        explanation.groups.append(_describe(job.group, names, result))
-        for start in range(0, len(members), BATCH):
-            overlays.append(OverlayJob(result, tuple(Letter(m.name, m.target, m.contents, m.head)
-                                                     for m in members[start:start + BATCH])))
+    def __init__(self, pool: PdfPool, shared: dict[str, Parts], *, layered: bool, pdf_variant: str | None,
+                 explanation: Explanation | None = None, eager: bool = False) -> None:
+        self.pool, self.shared = pool, shared
+        self.explanation = explanation if explanation is not None else Explanation()
+        self.eager = eager and pool.started
+        self._refusal = (None if layered else "--no-layers") or supports(pdf_variant)
+        self._whole: list[Order] = []
+        self._groups: dict[str, list[Order]] = defaultdict(list)
+        self._masters: dict[str, Future] = {}  # eager: each group's master, once it has two letters
+        self._batches: dict[str, list[Future]] = defaultdict(list)  # eager: each group's overlay jobs, sent
 
-    def tasks():
-        yield from overlays
-        for order in whole:
-            yield Job(order.name, order.html(), order.target)  # HTML made as needed, not held for every letter
+    def add(self, order: Order) -> None:
+        if self._refusal or order.group is None:
+            self._whole.append(order)
+            self.explanation.whole[order.name] = self._refusal or "the layout has no regions"
+            return
+        members = self._groups[order.group]
+        members.append(order)
+        if not self.eager:
+            return
+        if len(members) == 2:
+            job = self._master_job(order.group)
+            self._masters[order.group] = self.pool.submit(job)
+            if len(self._masters) == 1:  # the other workers would wait for it: they warm up for the overlays
+                for _ in range(self.pool.jobs - 1):
+                    self.pool.submit(WarmUp.of(job.html, members[0].contents))
+        future = self._masters.get(order.group)
+        if future is not None and future.done():
+            self._send(order.group, self.pool.result(future), final=False)
 
-    for result in pool.render(tasks(), count=len(overlays) + len(whole)):
-        if isinstance(result, Done):
-            yield [result]
-            continue
+    def finish(self) -> Iterator[list[Done]]:
+        """Render every letter not rendered yet; yield the Done of each letter, a job's letters at a time."""
+        keys = list(self._groups)
+        for key in keys:
+            members = self._groups[key]
+            if len(members) < 2:
+                self._whole.extend(members)
+                self.explanation.whole[members[0].name] = (
+                    "its letter differs from every other one outside the regions "
+                    "(a recipient's value outside a data-variable region?)")
+        layered = [key for key in keys if len(self._groups[key]) >= 2]
+        masters = self._master_results(layered)
+        later: list[OverlayJob] = []  # not eager: run below, in order
+        for key, master in zip(layered, masters):
+            members = self._groups[key]
+            names = tuple(m.name for m in members)
+            if isinstance(master, FellBack):
+                self.explanation.groups.append(Group(key, names, reason=master.reason))
+                self._whole.extend(members)
+                self.explanation.whole.update({m.name: master.reason for m in members})
+                continue
+            self.explanation.groups.append(_describe(key, names, master))
+            if self.eager:
+                self._send(key, master, final=True)
+            else:
+                later += [OverlayJob(master, _letters(members[start:start + BATCH]), stage=True)
+                          for start in range(0, len(members), BATCH)]
+        for key in layered:
+            for future in self._batches.get(key, ()):
+                yield self._results(self.pool.result(future))
+
+        def tasks():
+            yield from later
+            for order in self._whole:  # HTML made as needed, not held for every letter
+                yield Job(order.name, order.html(), order.target, stage=True)
+
+        for result in self.pool.render(tasks(), count=len(later) + len(self._whole)):
+            yield [result] if isinstance(result, Done) else self._results(result)
+
+    def cancel(self) -> None:
+        """Drop the jobs not started (the caller removes what the others leave: Done.staged files)."""
+        for future in [*self._masters.values(), *(f for futures in self._batches.values() for f in futures)]:
+            future.cancel()
+
+    def _master_job(self, key: str) -> MasterJob:
+        parts = self.shared[key]
+        return MasterJob(key, master_html(parts), len(self._groups[key]), parts.body, parts.word)
+
+    def _master_results(self, keys: list[str]) -> list:
+        if self.eager:
+            return [self.pool.result(self._masters[key]) for key in keys]
+        jobs = [self._master_job(key) for key in keys]
+        return list(_run_masters(self.pool, jobs, self._groups))
+
+    def _send(self, key: str, master, *, final: bool) -> None:
+        """Send the group's letters not sent yet to the workers, a batch at a time (final: the last, short one too)."""
+        if isinstance(master, FellBack):
+            return
+        members, batches = self._groups[key], self._batches[key]
+        sent = len(batches) * BATCH
+        while len(members) - sent >= BATCH or (final and sent < len(members)):
+            batch = members[sent:sent + BATCH]
+            batches.append(self.pool.submit(OverlayJob(master, _letters(batch), stage=True)))
+            sent += len(batch)
+
+    def _results(self, result: list) -> list[Done]:
         for done, reason in result:  # an overlay job renders whole, itself, the letters it cannot layer
             if reason:
-                explanation.whole[done.name] = reason
-        yield [done for done, _ in result]
+                self.explanation.whole[done.name] = reason
+        return [done for done, _ in result]
+
+
+def _letters(members: Sequence[Order]) -> tuple[Letter, ...]:
+    return tuple(Letter(m.name, m.target, m.contents, m.head) for m in members)
 
 
 def _run_masters(pool: PdfPool, masters: Sequence[MasterJob], groups: dict[str, list[Order]]) -> Iterator:

@@ -57,6 +57,7 @@ class Job:
     name: str
     html: str
     target: Path
+    stage: bool = False  # leave the PDF under a temporary name for the caller to rename (Done.staged)
 
     def run(self, renderer: PdfRenderer) -> Done:
         return _render(renderer, self)
@@ -112,10 +113,11 @@ def _exit_with_parent() -> None:
 def _render(renderer: PdfRenderer, job: Job) -> Done:
     try:
         pdf = renderer.render(job.html)
-        write_atomic(job.target, pdf.data)
+        written = write_atomic(job.target, pdf.data, staged=job.stage)
     except DispatchError as exc:
         return Done(job.name, job.target, problem=exc.problem)
-    return Done(job.name, job.target, pdf.pages, len(pdf.data), sha256(pdf.data))
+    return Done(job.name, job.target, pdf.pages, len(pdf.data), sha256(pdf.data),
+                staged=written if job.stage else None)
 
 
 def _render_in_worker(job):
