@@ -278,3 +278,47 @@ def test_the_sample_campaign_takes_the_fast_path(sample):
     campaign.render(ws(sample), only=chosen, force=True, layers=False)
     for rid in chosen:
         assert_same_letter(layered / f"{rid}.pdf", out / f"{rid}.pdf")
+
+
+@pytest.mark.slow
+def test_letters_rendered_while_the_campaign_is_checked_are_the_letters_rendered_after(make_workspace):
+    # 150 letters: the first batches go to the workers while later rows are still being merged (eager);
+    # in one process, nothing starts before the check ends. Batches are the same 64 letters either way.
+    rows = [row(f"R{n:03}", f"State {n}", address=f"{n} First Avenue\nNew York") for n in range(150)]
+    folder = make_workspace(rows, letter=LAYERED_LETTER)
+    out = folder / "out" / "letter"
+    explanation = Explanation()
+    summary = campaign.render(ws(folder), jobs=2, explanation=explanation)
+    assert len(summary.rendered) == 150 and explanation.whole == {}
+    assert [len(group.members) for group in explanation.groups] == [150]
+    eager = {p.name: p.read_bytes() for p in sorted(out.glob("*.pdf"))}
+    campaign.render(ws(folder), jobs=1, force=True)
+    assert {p.name: p.read_bytes() for p in sorted(out.glob("*.pdf"))} == eager
+    assert [p.name for p in out.iterdir() if not p.name.endswith(".pdf")] == []
+
+
+@pytest.mark.slow
+def test_a_check_that_fails_late_puts_nothing_in_place(make_workspace):
+    # Rows are merged (and their letters rendered) until the last one (line 8002: each address has two
+    # lines), which no font can draw: the run
+    # fails, and the letters the workers had written under temporary names are gone with the folder.
+    import subprocess
+    import sys
+    import time
+
+    rows = [row(f"R{n:04}", f"State {n}", address=f"{n} First Avenue\nNew York") for n in range(4000)]
+    folder = make_workspace([*rows, row("XX", "State \U0001F600")], letter=LAYERED_LETTER)
+    out = folder / "out" / "letter"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "dispatch"), "-C", str(folder), "render"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    staged = set()
+    while process.poll() is None:
+        if out.is_dir():
+            staged.update(p.name for p in out.iterdir() if p.name.endswith(".tmp"))
+        time.sleep(0.01)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 1, stderr
+    assert "recipients.csv:8002: state: no font in templates/fonts/ can draw" in stderr
+    assert staged, "no letter was rendered before the check failed: the case tests nothing"
+    assert not (folder / "out").exists()
+    assert not (folder / "dispatch.db").exists()
