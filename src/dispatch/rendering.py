@@ -94,11 +94,7 @@ class LetterStream:
         if not self.eager:
             return
         if len(members) == 2:
-            job = self._master_job(order.group)
-            self._masters[order.group] = self.pool.submit(job)
-            if len(self._masters) == 1:  # the other workers would wait for it: they warm up for the overlays
-                for _ in range(self.pool.jobs - 1):
-                    self.pool.submit(WarmUp.of(job.html, members[0].contents))
+            self._start_master(order.group)
         future = self._masters.get(order.group)
         if future is not None and future.done():
             self._send(order.group, self.pool.result(future), final=False)
@@ -151,11 +147,21 @@ class LetterStream:
         parts = self.shared[key]
         return MasterJob(key, master_html(parts), len(self._groups[key]), parts.body, parts.word)
 
+    def _start_master(self, key: str) -> None:
+        job = self._master_job(key)
+        self._masters[key] = self.pool.submit(job)
+        if len(self._masters) == 1:  # the other workers would wait for it: they warm up for the overlays
+            for _ in range(self.pool.jobs - 1):
+                self.pool.submit(WarmUp.of(job.html, self._groups[key][0].contents))  # nothing to read back
+
     def _master_results(self, keys: list[str]) -> list:
-        if self.eager:
-            return [self.pool.result(self._masters[key]) for key in keys]
-        jobs = [self._master_job(key) for key in keys]
-        return list(_run_masters(self.pool, jobs, self._groups))
+        """Each group's master (or why it cannot be layered), in order."""
+        if not self.pool.started:  # a master alone renders in this process (PdfPool.render)
+            return list(self.pool.render([self._master_job(key) for key in keys], count=len(keys)))
+        for key in keys:
+            if key not in self._masters:
+                self._start_master(key)
+        return [self.pool.result(self._masters[key]) for key in keys]
 
     def _send(self, key: str, master, *, final: bool) -> None:
         """Send the group's letters not sent yet to the workers, a batch at a time (final: the last, short one too)."""
@@ -177,16 +183,6 @@ class LetterStream:
 
 def _letters(members: Sequence[Order]) -> tuple[Letter, ...]:
     return tuple(Letter(m.name, m.target, m.contents, m.head) for m in members)
-
-
-def _run_masters(pool: PdfPool, masters: Sequence[MasterJob], groups: dict[str, list[Order]]) -> Iterator:
-    """Each master's result, in order. The workers that no master keeps busy warm up for the overlays meanwhile."""
-    if not masters or not pool.started or len(masters) >= pool.jobs:
-        return pool.render(masters, count=len(masters))
-    futures = [pool.submit(job) for job in masters]
-    for _ in range(pool.jobs - len(masters)):
-        pool.submit(WarmUp.of(masters[0].html, groups[masters[0].group][0].contents))  # its result is not needed
-    return (pool.result(future) for future in futures)
 
 
 def _describe(key: str, names: tuple[str, ...], master: Master) -> Group:
