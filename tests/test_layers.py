@@ -282,8 +282,9 @@ def test_the_sample_campaign_takes_the_fast_path(sample):
 
 @pytest.mark.slow
 def test_letters_rendered_while_the_campaign_is_checked_are_the_letters_rendered_after(make_workspace):
-    # 150 letters: the first batches go to the workers while later rows are still being merged (eager);
-    # in one process, nothing starts before the check ends. Batches are the same 64 letters either way.
+    # 150 letters: the first batches go to the workers while later rows are still being merged (eager,
+    # every letter new). With --only, the letters go to the workers once the check has ended. Batches are
+    # the same 64 letters either way, and so are the PDFs.
     rows = [row(f"R{n:03}", f"State {n}", address=f"{n} First Avenue\nNew York") for n in range(150)]
     folder = make_workspace(rows, letter=LAYERED_LETTER)
     out = folder / "out" / "letter"
@@ -292,7 +293,8 @@ def test_letters_rendered_while_the_campaign_is_checked_are_the_letters_rendered
     assert len(summary.rendered) == 150 and explanation.whole == {}
     assert [len(group.members) for group in explanation.groups] == [150]
     eager = {p.name: p.read_bytes() for p in sorted(out.glob("*.pdf"))}
-    campaign.render(ws(folder), jobs=1, force=True)
+    after = campaign.render(ws(folder), jobs=2, force=True, only=[r["id"] for r in rows])
+    assert len(after.rendered) == 150
     assert {p.name: p.read_bytes() for p in sorted(out.glob("*.pdf"))} == eager
     assert [p.name for p in out.iterdir() if not p.name.endswith(".pdf")] == []
 

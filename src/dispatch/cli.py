@@ -657,7 +657,8 @@ def _end(code) -> None:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    gc.collect()  # objects that clean up after themselves when deleted (WeasyPrint's font folders) do it now
+    if "weasyprint" in sys.modules:  # a PDF was made here: its fonts' temporary folder goes when it is deleted
+        gc.collect()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
