@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from dispatch.cli import app
 from dispatch.journal import Journal
+from tests import workbooks
 from tests.conftest import row
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -32,13 +33,22 @@ def fifty_megabytes(folder: Path) -> None:
         handle.write(line * (50 * 1024 * 1024 // len(line) + 1))
 
 
-GENERATORS = {"fifty_megabytes": fifty_megabytes}
+def cell_of_200000_characters(folder: Path) -> None:
+    # Far under the 20 MB cap, but over the csv module's own field limit (131,072 characters).
+    header = "id,state,regional_group,mission,title,ambassador,address,email,language,channel,salutation\n"
+    first = "NA,Namibia,African States,Permanent Mission of Namibia to the United Nations,,,,,en,print,\n"
+    second = "FR,France,African States,Permanent Mission of France to the United Nations,,,,,en,print,"
+    (folder / "recipients.csv").write_text(header + first + second + "x" * 200_000 + "\n", encoding="utf-8")
+
+
+GENERATORS = {"fifty_megabytes": fifty_megabytes, "cell_of_200000_characters": cell_of_200000_characters,
+              **workbooks.GENERATORS}
 
 
 def test_corpus_is_large_enough():
     assert len(CASES) >= 40
     groups = {name.split("-")[0] for name in CASES}
-    assert groups == {"csv", "value", "letter", "template", "settings"}
+    assert groups == {"csv", "value", "letter", "template", "settings", "sheet"}
 
 
 @pytest.mark.parametrize("name", CASES)

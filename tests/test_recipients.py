@@ -160,3 +160,62 @@ def test_select_unknown_id_suggests(tmp_path):
         table.select(["NAM"])
     assert str(caught.value) == "recipients.csv: no recipient with id 'NAM'"
     assert caught.value.hint == "did you mean 'NA'?"
+
+
+def test_one_reader_one_parse_without_pandas(tmp_path):
+    # The csv module alone reads the file, once, with each record's line: pandas is not even imported.
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from dispatch.recipients import read_recipients; "
+            f"t = read_recipients(Path({str(REPO / 'recipients.csv')!r})); "
+            "print(len(t.rows), 'pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["125", "False"]
+
+
+def test_a_cell_far_past_the_csv_modules_field_limit_is_placed_at_its_line(tmp_path):
+    # 200,000 characters: under the 20 MB cap, over the csv module's default limit of 131,072.
+    rows = [row("NA", "Namibia"), row("FR", "France", salutation="x" * 200_000)]
+    table = read_recipients(write(tmp_path, csv_text(rows)))
+    assert messages(table) == ["recipients.csv:3: salutation: cell has 200000 characters, more than 2000"]
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("state", "\u202eecnarF", "invisible bidirectional control character (U+202E RIGHT-TO-LEFT OVERRIDE)"),
+    ("mission", "Mission \u2066of\u2069 France", "invisible bidirectional control character (U+2066 LEFT-TO-RIGHT ISOLATE)"),
+    ("ambassador", "Ms.\u202a X", "invisible bidirectional control character (U+202A LEFT-TO-RIGHT EMBEDDING)"),
+    ("id", "FR\u200b", "invisible character (U+200B ZERO WIDTH SPACE)"),
+    ("state", "Fra\ufeffnce", "invisible character (U+FEFF ZERO WIDTH NO-BREAK SPACE)"),
+    ("state", "France\u2060", "invisible character (U+2060 WORD JOINER)"),
+    ("email", "paris\u200f@example.org", "invisible character (U+200F RIGHT-TO-LEFT MARK)"),
+    ("id", "F\u200dR", "invisible character (U+200D ZERO WIDTH JOINER)"),
+])
+def test_characters_that_change_what_is_shown_are_refused(tmp_path, column, value, expected):
+    rows = [row("NA", "Namibia"), {**row("FR", "France"), column: value}]
+    table = read_recipients(write(tmp_path, csv_text(rows)))
+    problems = check_recipients(table)
+    assert [str(p) for p in problems] == [f"recipients.csv:3: {column}: cell contains an {expected}"]
+    assert problems[0].hint.startswith("delete it")
+
+
+def test_marks_that_right_to_left_names_need_are_kept(tmp_path):
+    # A right-to-left mark after a Latin abbreviation in an Arabic name, a non-joiner inside a Persian word.
+    rows = [row("IR", "Iran (Islamic Republic of)", ambassador="\u0633\u0639\u06cc\u062f H.E.\u200f",
+                salutation="\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645")]
+    table = read_recipients(write(tmp_path, csv_text(rows)))
+    assert messages(table) == []
+
+
+def test_ids_that_differ_only_in_case_are_one_file_on_macos_and_windows(tmp_path):
+    table = read_recipients(write(tmp_path, csv_text([row("NA", "Namibia"), row("na", "Nauru")])))
+    problems = check_recipients(table)
+    assert [str(p) for p in problems] == ["recipients.csv:3: id: duplicate id 'na' ('NA' on line 2 differs only in case)"]
+    assert "NA.pdf" in problems[0].hint
+
+
+def test_an_invisible_character_in_a_column_name(tmp_path):
+    with pytest.raises(RecipientsError) as caught:
+        read_recipients(write(tmp_path, "id,state,mission,channel,email\u200b\nNA,Namibia,M,print,\n"))
+    assert str(caught.value) == ("recipients.csv:1: the column name 'email\\u200b' contains an invisible character "
+                                 "(U+200B ZERO WIDTH SPACE)")

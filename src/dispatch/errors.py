@@ -25,14 +25,41 @@ class Problem:
         return place + self.message
 
 
+@dataclass(frozen=True)
+class CellProblem(Problem):
+    """A problem in a spreadsheet, placed as its user reads it: the sheet, then the cell (or the row).
+
+    line is the row number the spreadsheet shows; cell is its reference ("E14") when one cell is at fault.
+    Printed as `missions.xlsx: sheet Missions, cell E14 (email): ...`.
+    """
+
+    sheet: str = ""
+    cell: str | None = None
+
+    def __str__(self) -> str:
+        where = f"sheet {self.sheet}"
+        if self.cell:
+            where += f", cell {self.cell}"
+        elif self.line:
+            where += f", row {self.line}"
+        if self.column:
+            where += f" ({self.column})"
+        return f"{self.file}: {where}: {self.message}"
+
+
 class DispatchError(Exception):
     """Root of every error dispatch reports to the user (never a bug)."""
 
     exit_code = 1
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 column: str | None = None, hint: str | None = None) -> None:
-        self.problem = Problem(message, file=file, line=line, column=column, hint=hint)
+                 column: str | None = None, hint: str | None = None, sheet: str | None = None,
+                 cell: str | None = None) -> None:
+        if sheet is None:
+            self.problem = Problem(message, file=file, line=line, column=column, hint=hint)
+        else:  # in a workbook: placed by sheet and cell
+            self.problem = CellProblem(message, file=file, line=line, column=column, hint=hint, sheet=sheet,
+                                       cell=cell)
         super().__init__(str(self.problem))
 
     @property
@@ -53,7 +80,7 @@ class SettingsError(WorkspaceError):
 
 
 class RecipientsError(DispatchError):
-    """recipients.csv cannot be read."""
+    """The recipient list (recipients.csv, or a workbook) cannot be read."""
 
 
 class LetterError(DispatchError):
@@ -89,7 +116,7 @@ class ValidationFailed(DispatchError):
         errors = [p for p in self._problems if p.severity == "error"]
         first = errors[0] if errors else self._problems[0]
         super().__init__(first.message, file=first.file, line=first.line, column=first.column,
-                         hint=first.hint)
+                         hint=first.hint, sheet=getattr(first, "sheet", None), cell=getattr(first, "cell", None))
 
     @property
     def problems(self) -> list[Problem]:

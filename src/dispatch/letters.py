@@ -3,6 +3,11 @@
 A letter may have translations beside it, letters/<name>.<language>.md (letters/appeal.fr.md). A
 translation's front matter may leave out what it shares with the letter (date, signatories, ...).
 Each recipient gets the version in its language, or the letter itself when there is none.
+
+What follows the last dot is a language only when it is a language code Babel knows (fr, ar, zh,
+pt-BR): letters/appeal.v2.md is a letter of its own, named appeal.v2, with its own folder in out/ and
+its own entries in the journal. A version recipients cannot be given (pt-BR, fil: the language column
+holds two-letter codes) is an error rather than a letter nobody receives.
 """
 
 from __future__ import annotations
@@ -16,16 +21,35 @@ from pathlib import Path
 from typing import Mapping
 
 import yaml
+from babel import localedata
 
-from .errors import LetterError
-from .i18n import page_label_problem
-from .models import Letter
+from dispatch.errors import LetterError
+from dispatch.i18n import page_label_problem
+from dispatch.models import Letter
 
 FIELDS = ("title", "subject", "place", "date", "template", "senders", "signatories", "language",
           "salutation", "page_label")
 REQUIRED = ("subject", "date")
 DEFAULT_TEMPLATE = "letter.html.j2"
 LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
+# A language tag as file names write it: fr, fil, pt-BR, zh-Hant, es-419 (Babel decides whether it is one).
+_LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(?:[-_][A-Z][a-z]{3})?(?:[-_](?:[A-Z]{2}|[0-9]{3}))?$")
+
+
+def language_version(stem: str) -> tuple[str, str] | None:
+    """('appeal', 'fr') for 'appeal.fr', a language version of the letter appeal; None for a letter's own
+    name ('appeal', 'appeal.v2', 'report.final'): what follows the last dot must be a language Babel knows."""
+    base, dot, code = stem.rpartition(".")
+    if not dot or not base or not _LANGUAGE_TAG.match(code):
+        return None
+    return (base, code) if localedata.exists(code.replace("-", "_")) else None
+
+
+def letter_name(path: Path) -> str:
+    """appeal for letters/appeal.md and for its version letters/appeal.fr.md; appeal.v2 for letters/appeal.v2.md."""
+    stem = path.name.removesuffix(".md")
+    version = language_version(stem)
+    return version[0] if version else stem
 
 
 def read_letter(path: Path, *, name: str | None = None, base: Letter | None = None,
@@ -54,7 +78,12 @@ def read_letter(path: Path, *, name: str | None = None, base: Letter | None = No
         raise LetterError("the front matter is never closed", file=shown, line=1,
                           hint="add a line with --- between the front matter and the body") from None
     try:
-        meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+        meta = yaml.load("\n".join(lines[1:end]), Loader=_FrontMatterLoader) or {}
+    except _WrongValue as exc:
+        line = exc.mark.line + 2
+        key = lines[line - 1].split(":", 1)[0].strip().lstrip("- ") if ":" in lines[line - 1] else ""
+        raise LetterError(exc.message, file=shown, line=line, column=key if key in FIELDS else None,
+                          hint=exc.hint) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 2 if mark else 2
@@ -124,7 +153,7 @@ def read_letter(path: Path, *, name: str | None = None, base: Letter | None = No
                           hint='write it like "Seite {page} von {pages}"')
     subject = text_field("subject")
     letter = Letter(
-        name=path.name.split(".", 1)[0],
+        name=base.name if base is not None else letter_name(path),
         path=path,
         title=text_field("title", subject),
         subject=subject,
@@ -146,6 +175,41 @@ def read_letter(path: Path, *, name: str | None = None, base: Letter | None = No
     if "title" not in meta and "subject" in meta:
         inherited.pop("title", None)  # a translated subject is a better title than the original's
     return dataclasses.replace(letter, **inherited)
+
+
+class _WrongValue(Exception):
+    """A value YAML reads but cannot be: an impossible date, a key given twice."""
+
+    def __init__(self, mark: yaml.Mark, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.mark, self.message, self.hint = mark, message, hint
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """YAML's safe loader, with an impossible date and a repeated key as errors placed at their line
+    (PyYAML raises a bare ValueError for 2020-02-30 and keeps the last of two equal keys silently)."""
+
+    def construct_yaml_timestamp(self, node: yaml.Node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise _WrongValue(node.start_mark, f"{node.value} is not a valid date ({exc})",
+                              "write a real date as YYYY-MM-DD, e.g. 2020-04-28 (a time, if any, as HH:MM "
+                              "with hours 0-23); put the value in double quotes to print it as written") from None
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, yaml.Mark] = {}
+        for key_node, _value in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen:
+                raise _WrongValue(key_node.start_mark, f"'{key}' is given twice (first on line {seen[key].line + 2})",
+                                  "keep one of the two lines")
+            if key is not None:
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _FrontMatterLoader.construct_yaml_timestamp)
 
 
 # Front matter a translation may leave out: it is the same in every language unless said otherwise.
@@ -175,12 +239,20 @@ class LetterVersions:
 
 
 def translation_files(letters: Path, name: str) -> dict[str, Path]:
-    """letters/<name>.<language>.md files, by language."""
+    """letters/<name>.<language>.md files, by language (letters/<name>.v2.md is another letter)."""
     found = {}
     for path in sorted(letters.glob(f"{glob_escape(name)}.*.md")):
-        code = path.name[len(name) + 1:-len(".md")]
-        if LANGUAGE_CODE.match(code):
-            found[code] = path
+        version = language_version(path.name.removesuffix(".md"))
+        if version is None or version[0] != name:
+            continue
+        code = version[1]
+        if not LANGUAGE_CODE.match(code):
+            usual = re.split(r"[-_]", code)[0]
+            raise LetterError(f"{code!r} cannot be chosen by any recipient: the language column holds two-letter codes",
+                              file=f"letters/{path.name}",
+                              hint=f"rename it {name}.{usual}.md" if len(usual) == 2 else
+                              f"rename it {name}.<code>.md with the language's two-letter ISO 639-1 code")
+        found[code] = path
     return found
 
 

@@ -1,19 +1,26 @@
-"""Read recipients.csv into Recipient records (every cell as text) and check its values."""
+"""Read the recipient list into Recipient records (every cell as text) and check its values.
+
+The list is recipients.csv (read once, by the csv module, each record with the line it starts on) or
+a workbook (.xlsx, .xls, .ods: see spreadsheet.py), whose problems are placed by sheet and cell.
+"""
 
 from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import difflib
 import io
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
-from .errors import Problem, RecipientsError
-from .models import CHANNELS, Recipient
+from dispatch.errors import CellProblem, Problem, RecipientsError
+from dispatch.models import CHANNELS, Recipient
+from dispatch.spreadsheet import WORKBOOK_SUFFIXES, read_sheet
 
 REQUIRED_COLUMNS = ("id", "state", "mission", "channel")
 KNOWN_COLUMNS = ("id", "state", "regional_group", "mission", "addressee", "title", "ambassador",
@@ -26,6 +33,12 @@ SINGLE_LINE_COLUMNS = ("id", "state", "mission", "addressee", "title", "ambassad
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_CELL_CHARS = 2000
 CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters that change how text is shown without being seen ("Trojan Source"): refused in every cell.
+BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")  # embeddings, overrides, isolates
+INVISIBLE = re.compile(r"[\u200b\u2060-\u2064\u206a-\u206f\ufeff\u180e]")  # zero-width space, word joiner, BOM...
+# Legitimate inside names written in Arabic, Persian, Hebrew or Indic scripts (joiners, direction marks),
+# but never in a code or an address, where they make two values that look the same differ.
+INVISIBLE_MARK = re.compile(r"[\u200c-\u200f\u061c]")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 SAVE_AS_UTF8 = "in Excel use File > Save As > 'CSV UTF-8 (Comma delimited)'; in LibreOffice choose the UTF-8 character set"
@@ -39,6 +52,27 @@ class RecipientTable:
     columns: tuple[str, ...]
     rows: tuple[Recipient, ...]
     header_line: int = 1
+    sheet: str | None = None  # for a workbook: the sheet read (rows are then numbered as the sheet numbers them)
+    letters: tuple[str, ...] = ()  # for a workbook: each column's letter
+
+    def place(self, line: int | None = None, column: str | None = None) -> dict:
+        """Where a problem is, as the keywords of Problem and RecipientsError: file and line for a CSV;
+        for a workbook the sheet and the cell as well (the row alone when no column is named)."""
+        line = line or self.header_line
+        if self.sheet is None:
+            return {"file": self.file, "line": line, "column": column}
+        cell = f"{self.letters[self.columns.index(column)]}{line}" if column in self.columns else None
+        return {"file": self.file, "line": line, "column": column, "sheet": self.sheet, "cell": cell}
+
+    def problem(self, message: str, *, row: Recipient | None = None, column: str | None = None,
+                hint: str | None = None, severity: str = "error") -> Problem:
+        """A problem placed at a row's cell (or at the header when row is None)."""
+        kind = Problem if self.sheet is None else CellProblem
+        return kind(message, hint=hint, severity=severity, **self.place(row.line if row else None, column))
+
+    def where(self, row: Recipient, column: str = "id") -> str:
+        """'on line 3' in a CSV, 'in cell A3' in a workbook: for messages that point at another row."""
+        return f"on line {row.line}" if self.sheet is None else f"in cell {self.place(row.line, column)['cell']}"
 
     def by_id(self) -> dict[str, Recipient]:
         return {r.id: r for r in self.rows}
@@ -51,13 +85,25 @@ class RecipientTable:
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(index), n=1)
             raise RecipientsError(f"no recipient with id {unknown[0]!r}", file=self.file,
-                                  hint=f"did you mean {close[0]!r}?" if close else "ids are in the first column of the CSV")
+                                  hint=f"did you mean {close[0]!r}?" if close else
+                                  "ids are in the first column of the CSV" if self.sheet is None else
+                                  "ids are in the 'id' column of the sheet")
         return [index[i] for i in only]
 
 
-def read_recipients(path: Path, *, name: str | None = None) -> RecipientTable:
-    """Read the CSV at path. Raises RecipientsError when the file cannot be read as a table."""
+def read_recipients(path: Path, *, name: str | None = None, sheet: str | None = None) -> RecipientTable:
+    """Read the recipient list at path: a CSV file, or a workbook's sheet (sheet: its name, from dispatch.toml).
+
+    Raises RecipientsError when the file cannot be read as a table.
+    """
     name = name or path.name
+    if path.suffix.lower() in WORKBOOK_SUFFIXES:
+        found = read_sheet(path, name=name, sheet=sheet)
+        return _table(name, found.header, found.records, header_line=found.header_row, sheet=found.sheet,
+                      letters=found.letters)
+    if sheet:
+        raise RecipientsError(f"dispatch.toml names a sheet ({sheet!r}), but this is a CSV file, which has none",
+                              file=name, hint="remove the 'sheet' line, or set recipients to the workbook's file")
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -75,44 +121,40 @@ def read_recipients(path: Path, *, name: str | None = None) -> RecipientTable:
         raise RecipientsError("file is empty", file=name, line=1,
                               hint="the first line must be the header: id,state,mission,channel,...")
     delimiter = _delimiter(text.split("\n", 1)[0])
-    records = _record_lines(text, delimiter, name)
-    width = records[0][1]
-    for start, count in records[1:]:
-        if count and count != width:
-            raise RecipientsError(f"row has {count} cells but the header has {width}", file=name, line=start,
+    records = _records(text, delimiter, name)
+    width = len(records[0][1])
+    for start, cells in records[1:]:
+        if cells and len(cells) != width:
+            raise RecipientsError(f"row has {len(cells)} cells but the header has {width}", file=name, line=start,
                                   hint=f"check for a missing or extra '{delimiter}' in this row, or put the cell in double quotes")
-    import pandas as pd  # here, not at the top: render starts its workers before this import (0.3 to 0.5 s)
+    return _table(name, records[0][1], records[1:])
 
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str, keep_default_na=False,
-                            na_filter=False, skip_blank_lines=False, quotechar='"', doublequote=True,
-                            engine="c")
-    except pd.errors.ParserError as exc:  # records were checked above, so this is rare
-        raise RecipientsError(f"not a valid CSV table ({exc})", file=name) from None
-    header = [str(h).strip() for h in frame.iloc[0].tolist()]
-    _check_header(header, name)
+
+def _table(name: str, header, records, *, header_line: int = 1, sheet: str | None = None,
+           letters: tuple[str, ...] = ()) -> RecipientTable:
+    """The table of (line, cells) records under header; blank rows (no cell filled in) are left out."""
+    columns = tuple(str(h).strip() for h in header)
+    table = RecipientTable(file=name, columns=columns, rows=(), header_line=header_line, sheet=sheet,
+                           letters=tuple(letters))
+    _check_header(table)
     rows: list[Recipient] = []
-    for index in range(1, len(frame)):
-        start = records[index][0]
-        values = frame.iloc[index].tolist()
+    for start, values in records:
         if not any(v.strip() for v in values):
             continue  # blank line or a row of empty cells
         fields = {column: (value.strip() if column in TRIMMED_COLUMNS else value)
-                  for column, value in zip(header, values)}
+                  for column, value in zip(columns, values)}
         rows.append(Recipient(id=fields.get("id", ""), line=start, fields=fields))
-    return RecipientTable(file=name, columns=tuple(header), rows=tuple(rows))
+    return dataclasses.replace(table, rows=tuple(rows))
 
 
 def check_recipients(table: RecipientTable, *, default_language: str = "en",
                      known_languages: frozenset[str] | None = None) -> list[Problem]:
     """Every problem with the values of the table, in file order."""
     problems: list[Problem] = []
-    file = table.file
 
     def add(row: Recipient | None, column: str | None, message: str, hint: str | None = None,
             severity: str = "error") -> None:
-        problems.append(Problem(message, file=file, line=row.line if row else table.header_line,
-                                column=column, hint=hint, severity=severity))
+        problems.append(table.problem(message, row=row, column=column, hint=hint, severity=severity))
 
     columns = set(table.columns)
     for column in REQUIRED_COLUMNS:
@@ -126,10 +168,13 @@ def check_recipients(table: RecipientTable, *, default_language: str = "en",
             if close:
                 add(None, column, f"unknown column '{column}'", f"did you mean '{close[0]}'?")
     if not table.rows:
-        add(None, None, "no recipients: the file has a header but no rows", "add one row per recipient below the header")
+        add(None, None, "no recipients: the file has a header but no rows" if table.sheet is None else
+            "no recipients: the sheet has a header but no rows", "add one row per recipient below the header")
     seen: dict[str, Recipient] = {}
+    folded: dict[str, Recipient] = {}  # ids in lower case: on macOS and Windows NA.pdf and na.pdf are one file
     any_email = "email" in columns
     for row in table.rows:
+        before = len(problems)
         for column, value in row.fields.items():
             if "\x00" in value:
                 add(row, column, "cell contains a NUL character", "remove the invisible character, or re-export the file")
@@ -137,21 +182,33 @@ def check_recipients(table: RecipientTable, *, default_language: str = "en",
                 char = CONTROL.search(value).group()
                 add(row, column, f"cell contains an invisible control character (U+{ord(char):04X})",
                     "delete it: it is often pasted in from another program")
+            elif invisible := _invisible(value, code=column in TRIMMED_COLUMNS):
+                add(row, column, f"cell contains {invisible[0]}", invisible[1])
             elif len(value) > MAX_CELL_CHARS:
                 add(row, column, f"cell has {len(value)} characters, more than {MAX_CELL_CHARS}",
                     "is a column shifted? check this row")
             elif column in SINGLE_LINE_COLUMNS and "\n" in value:
                 add(row, column, "cell has a line break", "this column must stay on one line; only 'address' may have several")
+        flagged = {p.column for p in problems[before:]}  # cells already reported are not checked again
         ident = row.id
-        if not ident:
+        if "id" in flagged:
+            pass
+        elif not ident:
             add(row, "id", "empty id", "give every recipient a unique id, e.g. the ISO country code")
         elif not SAFE_ID.match(ident) or ident.upper() in WINDOWS_RESERVED:
             add(row, "id", f"{ident!r} cannot be used as a file name",
                 "use letters, digits, '-' and '_' only (e.g. an ISO country code), not a reserved name like CON or NUL")
         elif ident in seen:
-            add(row, "id", f"duplicate id {ident!r} (first used on line {seen[ident].line})", "ids must be unique")
+            first = seen[ident]
+            add(row, "id", f"duplicate id {ident!r} (first used {table.where(first)})", "ids must be unique")
+        elif ident.lower() in folded:
+            first = folded[ident.lower()]
+            add(row, "id", f"duplicate id {ident!r} ({first.id!r} {table.where(first)} differs only in case)",
+                f"on macOS and Windows {ident}.pdf and {first.id}.pdf are the same file: "
+                "make the ids differ by more than upper and lower case")
         else:
             seen[ident] = row
+            folded[ident.lower()] = row
         if "state" in columns and not row.get("state").strip():
             add(row, "state", "empty state name")
         if "mission" in columns and not row.get("mission").strip():
@@ -165,10 +222,10 @@ def check_recipients(table: RecipientTable, *, default_language: str = "en",
             elif channel in ("email", "both") and not row.get("email"):
                 add(row, "email", f"channel is '{channel}' but there is no email address",
                     "add the address, or set the channel to 'print'")
-        if any_email and row.get("email"):
+        if any_email and row.get("email") and "email" not in flagged:
             _check_address(add, row, "email", row.get("email"))
         for column in ("cc", "bcc"):
-            for address in split_addresses(row.get(column)):
+            for address in split_addresses(row.get(column)) if column not in flagged else ():
                 _check_address(add, row, column, address)
         language = row.get("language") or default_language
         if not re.fullmatch(r"[a-z]{2}", language) or (known_languages is not None and language not in known_languages):
@@ -180,6 +237,25 @@ def check_recipients(table: RecipientTable, *, default_language: str = "en",
 def split_addresses(cell: str) -> list[str]:
     """A cell that may hold several addresses separated by ';' or ','."""
     return [part.strip() for part in re.split(r"[;,]", cell or "") if part.strip()]
+
+
+def _invisible(value: str, *, code: bool) -> tuple[str, str] | None:
+    """(what, hint) for a character that changes how the cell is shown or compared without being seen."""
+    if found := BIDI_CONTROL.search(value):
+        return (f"an invisible bidirectional control character ({_describe(found.group())})",
+                "delete it: it makes text display in another order than it is stored, here and in every "
+                "program that shows it; names in right-to-left scripts need no such character")
+    if found := INVISIBLE.search(value):
+        return (f"an invisible character ({_describe(found.group())})",
+                "delete it: the value looks the same without it but is not (it is often pasted in from a web page)")
+    if code and (found := INVISIBLE_MARK.search(value)):
+        return (f"an invisible character ({_describe(found.group())})",
+                "delete it: ids, addresses, channels and language codes must be plain text")
+    return None
+
+
+def _describe(char: str) -> str:
+    return f"U+{ord(char):04X} {unicodedata.name(char, '')}".rstrip()
 
 
 def _check_address(add, row: Recipient, column: str, address: str) -> None:
@@ -224,15 +300,20 @@ def _delimiter(header_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _record_lines(text: str, delimiter: str, name: str) -> list[tuple[int, int]]:
-    """(first line, number of cells) of every record, header included; catches unclosed quotes."""
+def _records(text: str, delimiter: str, name: str) -> list[tuple[int, list[str]]]:
+    """(first line, cells) of every record, header included: the one parse of the file.
+
+    Catches an unclosed quote, which would swallow the rest of the file into the last record.
+    """
+    # A long cell is reported by check_recipients with its line ("cell has ... characters"), not
+    # refused here by the csv module's own limit of 131,072 characters.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FILE_BYTES))
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
-    records: list[tuple[int, int]] = []
+    records: list[tuple[int, list[str]]] = []
     previous_end = 0
     for record in reader:
-        records.append((previous_end + 1, len(record)))
+        records.append((previous_end + 1, record))
         previous_end = reader.line_num
-    # An unclosed quote swallows the rest of the file into the last record: find where it opened.
     if records:
         start = records[-1][0]
         chunk = "\n".join(text.split("\n")[start - 1:previous_end])
@@ -261,13 +342,21 @@ def _unbalanced(chunk: str, delimiter: str) -> bool:
     return in_quotes
 
 
-def _check_header(header: list[str], name: str) -> None:
+def _check_header(table: RecipientTable) -> None:
     seen: dict[str, int] = {}
-    for position, column in enumerate(header, start=1):
+    for position, column in enumerate(table.columns):
+        label = str(position + 1) if table.sheet is None else table.letters[position]
+        place = table.place() if table.sheet is None else {**table.place(), "cell": f"{label}{table.header_line}"}
         if not column:
-            raise RecipientsError(f"column {position} has no name", file=name, line=1,
-                                  hint="give every column a name in the first line, or delete the empty column")
+            raise RecipientsError(f"column {label} has no name", **place,
+                                  hint="give every column a name in the first line, or delete the empty column"
+                                  if table.sheet is None else
+                                  f"give every column a name in row {table.header_line}, or delete the empty column")
         if column in seen:
-            raise RecipientsError(f"column '{column}' appears twice (columns {seen[column]} and {position})",
-                                  file=name, line=1, column=column, hint="rename or delete one of them")
+            first = seen[column]
+            first_label = str(first + 1) if table.sheet is None else table.letters[first]
+            raise RecipientsError(f"column '{column}' appears twice (columns {first_label} and {label})",
+                                  **{**place, "column": column}, hint="rename or delete one of them")
+        if invisible := _invisible(column, code=True):
+            raise RecipientsError(f"the column name {column!r} contains {invisible[0]}", **place, hint=invisible[1])
         seen[column] = position

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError, WorkspaceError
+from dispatch.errors import SettingsError, WorkspaceError
+from dispatch.letters import language_version
 
 SETTINGS_FILE = "dispatch.toml"
 PAGE_SIZES = ("A4", "Letter")
@@ -20,7 +21,8 @@ SECURITY = ("starttls", "tls", "none")
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "campaign": {
         "letter": (str, ""),
-        "recipients": (str, "recipients.csv"),
+        "recipients": (str, "recipients.csv"),  # or a workbook: missions.xlsx, .ods, .xls
+        "sheet": (str, ""),  # the workbook's sheet holding the recipients (default: its only visible one)
         "output": (str, "out"),
         "page_size": (str, "A4"),
         "language": (str, "en"),
@@ -102,6 +104,11 @@ class Settings:
     def pdf_variant(self) -> str:
         return self.get("campaign", "pdf_variant")
 
+    @property
+    def sheet(self) -> str | None:
+        """The workbook's sheet named in [campaign] sheet, or None to read its only visible sheet."""
+        return self.get("campaign", "sheet") or None
+
     def line(self, section: str, key: str) -> int | None:
         return self.lines.get((section, key))
 
@@ -144,8 +151,15 @@ class Workspace:
     def letter_name(self, name: str | None = None) -> str:
         chosen = name or self.settings.letter
         if chosen:
-            return chosen.removesuffix(".md")
-        found = sorted(p.stem for p in self.letters.glob("*.md") if "." not in p.stem)
+            chosen = chosen.removesuffix(".md")
+            if version := language_version(chosen):
+                raise WorkspaceError(
+                    f"letters/{chosen}.md is the {version[1]!r} version of the letter '{version[0]}', not a letter",
+                    file=SETTINGS_FILE if not name else None,
+                    hint=f"choose the letter '{version[0]}': each recipient gets the version in their language")
+            return chosen
+        found = sorted(stem for p in self.letters.glob("*.md")
+                       if language_version(stem := p.name.removesuffix(".md")) is None)
         if len(found) == 1:
             return found[0]
         raise WorkspaceError(
