@@ -1,28 +1,31 @@
 """A real SMTP server for the tests and the benchmark: aiosmtpd on 127.0.0.1, in a thread.
 
 Plain, STARTTLS or implicit TLS (certificates from a throw-away certificate authority made by trustme),
-with AUTH PLAIN/LOGIN. It records every message it accepted, so tests assert on what arrived. A
-faulty variant answers 421/451 at random, 550 for chosen addresses, or drops the connection after
-receiving a message's data without answering.
+with AUTH PLAIN/LOGIN, and AUTH XOAUTH2 with an `OAuthRecorder`. It records every message it accepted,
+so tests assert on what arrived. A faulty variant answers 421/451 at random, 550 for chosen addresses,
+or drops the connection after receiving a message's data without answering.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import random
 import socket
 import ssl
 import threading
+from base64 import b64decode
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd logs every session
 
@@ -70,9 +73,8 @@ class Recorder:
         return "250 2.0.0 Ok: queued as 1234"
 
     def _keep(self, session, envelope) -> None:
-        user = None
-        if isinstance(session.auth_data, LoginPassword):
-            user = session.auth_data.login.decode()
+        login = getattr(session.auth_data, "login", None)  # LoginPassword or OAuthLogin
+        user = login.decode() if login else None
         with self.lock:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content),
                                           user, envelope.smtp_utf8))
@@ -130,6 +132,60 @@ class Faulty(Recorder):
         return "250 2.0.0 Ok: queued as 1234"
 
 
+@dataclass(frozen=True)
+class OAuthLogin:
+    login: bytes  # the user signed in (no token is kept)
+
+
+GOOGLE_ERROR = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
+
+
+class OAuthRecorder(Recorder):
+    """A Recorder that also signs users in with AUTH XOAUTH2 (SASL, as Google and Microsoft document it):
+    base64("user=" user ^A "auth=Bearer " token ^A ^A), as the initial response or after an empty 334.
+
+    `accepts` is the set of tokens accepted for USERNAME, or a function (user, token) -> bool, which is
+    how a test makes tokens expire or be revoked. A refused token gets Google's answer: a 334 challenge
+    holding an error (JSON); after the client's empty line, 535. `logins` and `refused` count users."""
+
+    def __init__(self, accepts: Callable[[str, str], bool] | Iterable[str], *, delay: float = 0.0) -> None:
+        super().__init__(delay)
+        if not callable(accepts):
+            tokens = frozenset(accepts)
+            accepts = lambda user, token: user == USERNAME and token in tokens
+        self.accepts = accepts
+        self.logins: list[str] = []
+        self.refused: list[str] = []
+        self.error_answers: list[bytes] = []  # what clients answered to the error challenge (b"" is right)
+
+    async def auth_XOAUTH2(self, server, args) -> AuthResult:
+        if len(args) == 2:
+            try:
+                blob = b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        parts = blob.decode("utf-8", "replace").split("\x01")
+        user = parts[0][len("user="):] if parts[0].startswith("user=") else ""
+        bearer = parts[1] if len(parts) == 4 and parts[2:] == ["", ""] else ""
+        token = bearer[len("auth=Bearer "):] if bearer.startswith("auth=Bearer ") else ""
+        with self.lock:
+            ok = bool(user and token) and self.accepts(user, token)
+            (self.logins if ok else self.refused).append(user)
+        if ok:
+            return AuthResult(success=True, auth_data=OAuthLogin(user.encode()))
+        answer = await server.challenge_auth(json.dumps(GOOGLE_ERROR))
+        if answer is MISSING:
+            return AuthResult(success=False, handled=True)
+        with self.lock:
+            self.error_answers.append(answer)
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
+
+
 @dataclass
 class TestCA:
     cafile: Path
@@ -178,6 +234,20 @@ def _authenticator(server, session, envelope, mechanism, auth_data) -> AuthResul
     return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
+class _SMTP(SMTP):
+    """aiosmtpd's server with room for an AUTH XOAUTH2 line: a real token is 2 KB or more (RFC 4954 allows
+    12,288 octets), aiosmtpd's default limit is 512."""
+
+    line_length_limit = 16384
+    command_size_limit = 12288
+    command_size_limits = collections.defaultdict(lambda: _SMTP.command_size_limit)
+
+
+class _Controller(Controller):
+    def factory(self):
+        return _SMTP(self.handler, **self.SMTP_kwargs)
+
+
 @contextmanager
 def smtp_server(handler: Recorder | None = None, *, security: str = "none", ca: TestCA | None = None,
                 host: str = "127.0.0.1", smtputf8: bool = True, auth: bool = True) -> Iterator[Server]:
@@ -192,7 +262,7 @@ def smtp_server(handler: Recorder | None = None, *, security: str = "none", ca: 
         kwargs.update(tls_context=ca.server_context, require_starttls=True)
     elif security == "tls":
         kwargs.update(ssl_context=ca.server_context)
-    controller = Controller(handler, **kwargs)
+    controller = _Controller(handler, **kwargs)
     controller.start()
     try:
         yield Server(host, port, security, handler, controller)

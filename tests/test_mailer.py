@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dispatch.compose import CoverNotes, attachment_file_name
+from dispatch.merge.email import CoverNotes, attachment_file_name
 from dispatch.errors import SendError, TemplateError
-from dispatch.mailer import Draft, build_message, is_loopback, smtp_settings
+from dispatch.mail.message import Draft, build_message
+from dispatch.mail.settings import is_loopback, smtp_settings
 
 SMTP = {"host": "smtp.example.org", "port": 587, "security": "starttls", "username": "me@example.org",
         "sender": "", "rate_limit": 20}

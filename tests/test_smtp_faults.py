@@ -1,11 +1,13 @@
 """Mail servers that stall, answer garbage or are interrupted mid-run: retry or `uncertain`, never twice.
 
-Real sockets on 127.0.0.1: aiosmtpd for a server that is slow after the data, and a few lines of raw
-socket server for what no real SMTP library would do (garbage replies, silence after connecting).
+Real sockets on 127.0.0.1: aiosmtpd for a server that is slow after the data, and raw socket servers
+for what no real SMTP library would do (garbage replies, silence after connecting, a reply cut or too
+long, the AUTH line echoed back).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -16,9 +18,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from dispatch.journal import Journal
 from tests.conftest import SENDER, email_row, interruptible, row
-from tests.smtp_server import PASSWORD, Recorder, smtp_server
+from tests.raw_smtp_server import first, hang_up, raw_smtp, say
+from tests.smtp_server import PASSWORD, USERNAME, Recorder, smtp_server
 from tests.test_send import run, summary
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
@@ -161,3 +166,77 @@ def test_ctrl_c_during_print_stops_cleanly_and_a_rerun_finishes(make_workspace):
     again = subprocess.run([DISPATCH, "print"], cwd=folder, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert (out / "print" / "letters.pdf").is_file() and (out / "print" / "manifest.csv").is_file()
+
+
+# replies that are not SMTP, and credentials in replies (raw-socket servers, through the command) -----
+
+def journal_bytes(folder) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(folder.glob("dispatch.db*")))
+
+
+@pytest.mark.parametrize("fault", ["garbage", "dropped", "oversized"])
+def test_no_valid_reply_after_the_data_is_uncertain_and_a_later_send_does_not_send_again(make_workspace, smtp_env,
+                                                                                          fault):
+    action = {"garbage": say(b"\x00\xffthis is not SMTP at all\r\n"), "dropped": hang_up(),
+              "oversized": say(b"250 " + b"x" * 100_000 + b"\r\n")}[fault]
+    with raw_smtp({"end": action}) as server:
+        folder = make_workspace(ROWS, settings=settings_for(server.host, server.port))
+        first = run(folder, "send", "--yes")
+        assert len(server.messages) == 2  # one each, never retried
+        second = run(folder, "send", "--yes")
+        assert len(server.messages) == 2  # a plain send leaves them alone
+    assert (first.exit_code, second.exit_code) == (1, 1)
+    assert summary(first) == (0, 0, 2, 0)
+    assert summary(second)[:2] == (0, 0)
+    assert "Traceback" not in first.output + second.output
+    assert "uncertain: NA: the message was transmitted but the server's reply never came" in first.output
+    assert journal_kinds(folder) == [("NA", "sending"), ("NA", "uncertain"), ("FR", "sending"), ("FR", "uncertain")]
+
+
+def test_garbage_in_reply_to_rcpt_is_retried_and_each_message_arrives_once(make_workspace, smtp_env):
+    with raw_smtp({"RCPT": first(say(b"\x00\xff not a reply\r\n"))}) as server:
+        folder = make_workspace(ROWS, settings=settings_for(server.host, server.port))
+        result = run(folder, "send", "--yes")
+        received = [m for m in server.messages]
+    assert result.exit_code == 0, result.output
+    assert summary(result) == (2, 0, 0, 0)
+    assert len(received) == 2
+    assert [kind for rid, kind in journal_kinds(folder) if rid == "NA"] == ["failed", "sending", "sent"]
+
+
+PLAIN_B64 = base64.b64encode(f"\0{USERNAME}\0{PASSWORD}".encode()).decode()
+
+
+def echo_auth(code: str):
+    def fault(session, line):
+        said = b" ".join(l.strip() for l in session.server.auth_lines).decode("ascii", "replace")
+        return session.reply(f"{code} you said {said}")
+    return fault
+
+
+def refuse_fr_with_echo(session, line):
+    if b"mission.fr" in line:
+        return echo_auth("550 5.1.1 unknown user;")(session, line)
+    return None  # the normal reply
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_server_that_echoes_the_auth_line_never_makes_dispatch_show_or_record_the_password(
+        make_workspace, smtp_env, mechanism):
+    with_login = settings_for("127.0.0.1", 0).replace('username = ""', f'username = "{USERNAME}"')
+    with raw_smtp({"AUTH": echo_auth("535 5.7.8 authentication failed,")}, mechanisms=(mechanism,)) as server:
+        folder = make_workspace(ROWS, settings=with_login.replace("port = 0", f"port = {server.port}"))
+        refused = run(folder, "send", "--yes")
+    faults = {"RCPT": refuse_fr_with_echo, "end": echo_auth("250 2.0.0 queued;")}
+    with raw_smtp(faults, mechanisms=(mechanism,)) as server:
+        (folder / "dispatch.toml").write_text(with_login.replace("port = 0", f"port = {server.port}"))
+        accepted = run(folder, "send", "--yes")
+        assert len(server.messages) == 1
+    assert refused.exit_code == 1 and "refused the username or password" in refused.stderr
+    assert accepted.exit_code == 1 and summary(accepted) == (1, 1, 0, 0)
+    shown = refused.output + accepted.output
+    recorded = journal_bytes(folder)
+    assert "[redacted]" in shown and b"[redacted]" in recorded  # the echoes came, and were cut out
+    for secret in (PASSWORD, PLAIN_B64, base64.b64encode(PASSWORD.encode()).decode()):
+        assert secret not in shown
+        assert secret.encode() not in recorded
