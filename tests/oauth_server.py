@@ -1,7 +1,8 @@
 """A real OAuth 2.0 authorization server for the tests, on 127.0.0.1 in a thread (http.server).
 
-It speaks the device authorization grant (RFC 8628) at /device and /token, the refresh grant (RFC 6749) at
-/token, and token introspection (RFC 7662) at /introspect, where Dovecot's oauth2 passdb and the test SMTP
+It speaks the device authorization grant (RFC 8628) at /device and /token, the authorization code grant
+with PKCE at /authorize (approved at once, redirected to the client's loopback address), the refresh grant
+(RFC 6749) at /token, and token introspection (RFC 7662) at /introspect, where Dovecot's oauth2 passdb and the test SMTP
 server check the tokens it issued. The test decides when the user approves (approve(), a visit to the
 verification address, or approve_after_polls), asks for one slow_down, makes access tokens expire after a
 few seconds, and revokes the grant. It counts refreshes and remembers every secret it issued, so a test can
@@ -10,6 +11,8 @@ grep outputs for them.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import socket
@@ -37,6 +40,8 @@ class Grant:
     last_poll: float = 0.0
     refresh_token: str | None = None
     revoked: bool = False
+    challenge: str = ""  # authorization code grant: the PKCE challenge and the redirect address
+    redirect_uri: str = ""
 
 
 @dataclass
@@ -48,6 +53,7 @@ class AuthorizationServer:
     slow_down_once: bool = True  # answer the first poll with slow_down
     approve_after_polls: int | None = None  # approve by itself after this many polls (for CLI tests)
     rotate_refresh_tokens: bool = True
+    decline_in_browser: bool = False
     username: str = USERNAME
     client_id: str = CLIENT_ID
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,6 +70,10 @@ class AuthorizationServer:
     @property
     def device_url(self) -> str:
         return self.url + "/device"
+
+    @property
+    def authorization_url(self) -> str:
+        return self.url + "/authorize"
 
     @property
     def token_url(self) -> str:
@@ -137,6 +147,8 @@ class AuthorizationServer:
             return self._device_token(form.get("device_code", ""))
         if form.get("grant_type") == "refresh_token":
             return self._refresh(form.get("refresh_token", ""))
+        if form.get("grant_type") == "authorization_code":
+            return self._code_token(form)
         return 400, {"error": "unsupported_grant_type"}
 
     def _device_token(self, device_code: str) -> tuple[int, dict]:
@@ -160,6 +172,39 @@ class AuthorizationServer:
                 return 400, {"error": "authorization_pending"}
             if grant.state == "denied":
                 return 400, {"error": "access_denied"}
+            grant.state = "used"
+            grant.refresh_token = "rt-" + secrets.token_urlsafe(32)
+            return 200, self._issue(grant)
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, dict, str | None]:
+        """The browser's sign-in page, answered at once: approved (or denied with decline_in_browser) and
+        redirected to the client's loopback address with the code (RFC 6749 section 4.1.2)."""
+        redirect = query.get("redirect_uri", "")
+        loopback = redirect.startswith(("http://127.0.0.1:", "http://localhost:"))
+        if query.get("client_id") != self.client_id or not loopback:
+            return 400, {"error": "invalid_request"}, None
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            return 400, {"error": "invalid_request"}, None
+        answer = {"state": query.get("state", "")}
+        if self.decline_in_browser:
+            answer["error"] = "access_denied"
+        else:
+            grant = Grant("ac-" + secrets.token_urlsafe(24), "", query["client_id"], query.get("scope", ""),
+                          state="approved", challenge=query.get("code_challenge", ""), redirect_uri=redirect)
+            with self.lock:
+                self.grants.append(grant)
+            answer["code"] = grant.device_code
+        return 302, {}, redirect + "?" + urllib.parse.urlencode(answer)
+
+    def _code_token(self, form: dict[str, str]) -> tuple[int, dict]:
+        with self.lock:
+            grant = next((g for g in self.grants if g.device_code == form.get("code") and g.state == "approved"
+                          and g.challenge), None)
+            if grant is None or grant.redirect_uri != form.get("redirect_uri"):
+                return 400, {"error": "invalid_grant"}
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != grant.challenge:
+                return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}
             grant.state = "used"
             grant.refresh_token = "rt-" + secrets.token_urlsafe(32)
             return 200, self._issue(grant)
@@ -201,6 +246,15 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urllib.parse.urlsplit(self.path)
         state: AuthorizationServer = self.server.state  # type: ignore[attr-defined]
         code = dict(urllib.parse.parse_qsl(parts.query)).get("user_code")
+        if parts.path == "/authorize":
+            status, body, location = state.authorize(dict(urllib.parse.parse_qsl(parts.query)))
+            if location:
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            return self._answer(status, body)
         if parts.path == "/verify" and code:
             try:
                 state.approve(code)

@@ -60,7 +60,8 @@ def test_the_documented_account_reads_as_written(config_home: Path) -> None:
     assert (account.imap_host, account.imap_port, account.imap_security) == ("127.0.0.1", 1143, "none")
     assert account.line == 2 and account.file == str(config_home / "accounts.toml")
     assert account.smtp() == {"host": "127.0.0.1", "port": 2525, "security": "none",
-                              "username": "coordinator@coalition.example", "sender": "coordinator@coalition.example"}
+                              "username": "coordinator@coalition.example", "sender": "coordinator@coalition.example",
+                              "auth": "oauth2", "account": "coalition"}
     # A local server does not file sent mail itself: "auto" appends a copy to \Sent.
     assert account.saves_sent
 
@@ -74,6 +75,7 @@ def test_microsoft_preset_builds_the_documented_endpoints_and_scopes(config_home
     assert account.device_authorization_url == \
         "https://login.microsoftonline.com/organizations/oauth2/v2.0/devicecode"
     assert account.token_url == "https://login.microsoftonline.com/organizations/oauth2/v2.0/token"
+    assert account.authorization_url == "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize"
     assert account.scope.split() == ["https://outlook.office.com/SMTP.Send",
                                      "https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"]
     assert (account.smtp_host, account.smtp_port, account.smtp_security) == ("smtp.office365.com", 587, "starttls")
@@ -90,6 +92,7 @@ def test_google_preset_and_a_port_choice(config_home: Path) -> None:
     account = load_account("gmail")
     assert account.device_authorization_url == "https://oauth2.googleapis.com/device/code"
     assert account.token_url == "https://oauth2.googleapis.com/token"
+    assert account.authorization_url == "https://accounts.google.com/o/oauth2/v2/auth"
     assert account.scope == "https://mail.google.com/"
     assert (account.smtp_host, account.smtp_port, account.smtp_security) == ("smtp.gmail.com", 465, "tls")
     assert (account.imap_host, account.imap_port) == ("imap.gmail.com", 993)
@@ -124,6 +127,8 @@ def test_a_secret_in_the_file_is_refused_at_its_line(config_home: Path, key: str
     ('[a]\nauth = "password"\n', 1, "no email"),
     ('[a]\nemail = "a@x.org"\nauth = "oauth2"\n', 1, 'auth = "oauth2" needs client_id, device_authorization_url, '
                                                     'token_url, scope'),
+    ('[a]\nemail = "a@x.org"\nauth = "oauth2"\nauthorization_url = "https://x/a"\n', 1,
+     'auth = "oauth2" needs client_id, token_url, scope'),
 ])
 def test_wrong_values_are_reported_at_file_and_line(config_home: Path, text: str, line: int, message: str) -> None:
     path = write(config_home, text)

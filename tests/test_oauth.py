@@ -3,19 +3,25 @@ where tokens are kept, and answers bounded in size and time."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import stat
 import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import pytest
 
 from dispatch.errors import SendError
 from dispatch.mail.accounts import Account, load_account
 from dispatch.mail.oauth import (DEVICE_GRANT, OAuthClient, SignInExpired, oauth_client, refresh_tokens, sign_in,
                                  sign_out, start_device_authorization, token_source, wait_for_approval, xoauth2)
+from dispatch.mail.oauth_browser import authorization_address, sign_in_with_browser
 from dispatch.mail.tokens import FileStore, Tokens, token_file, token_store, token_store_description
 from tests.oauth_server import CLIENT_ID, AuthorizationServer, authorization_server, hostile_http_server
 
@@ -250,3 +256,96 @@ def test_a_hostile_token_server_neither_hangs_nor_fills_memory(config_home: Path
 
 def test_xoauth2_initial_response() -> None:
     assert xoauth2("a@b.org", "tok") == b"user=a@b.org\x01auth=Bearer tok\x01\x01"
+
+
+def browser(url: str) -> None:
+    """The user's browser: loads the sign-in page and follows its redirect back to dispatch (in a thread)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    threading.Thread(target=lambda: opener.open(url, timeout=30).read(), daemon=True).start()
+
+
+def test_browser_sign_in_with_pkce_and_a_loopback_redirect(config_home: Path) -> None:
+    with authorization_server() as server:
+        account = write_account(config_home, server)
+        account = dataclasses.replace(account, authorization_url=server.authorization_url)
+        opened: list[str] = []
+        where = sign_in_with_browser(account, lambda url: (opened.append(url), browser(url)))
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(opened[0]).query))
+        assert query["response_type"] == "code" and query["code_challenge_method"] == "S256"
+        assert query["client_id"] == CLIENT_ID and query["scope"] == "mail" and len(query["state"]) >= 32
+        assert query["redirect_uri"].startswith("http://127.0.0.1:")
+        (request,) = server.token_requests
+        assert request["grant_type"] == "authorization_code" and request["redirect_uri"] == query["redirect_uri"]
+        assert 43 <= len(request["code_verifier"]) <= 128 and request["code_verifier"] not in opened[0]
+        assert where == token_store_description()
+        assert server.is_current(token_source(account)())
+
+
+def test_a_sign_in_declined_in_the_browser(config_home: Path) -> None:
+    with authorization_server(decline_in_browser=True) as server:
+        account = dataclasses.replace(write_account(config_home, server), authorization_url=server.authorization_url)
+        with pytest.raises(SendError) as caught:
+            sign_in_with_browser(account, browser)
+        assert str(caught.value) == "the sign-in for account 'coalition' was not completed in the browser (access_denied)"
+        assert caught.value.hint == "run dispatch login coalition --browser again and approve the request"
+        with pytest.raises(SendError, match="not finished within 1 s"):
+            sign_in_with_browser(account, lambda url: None, wait=1)
+    assert not token_file().exists()
+
+
+def test_provider_sign_in_pages(config_home: Path) -> None:
+    config_home.mkdir(parents=True)
+    (config_home / "accounts.toml").write_text(
+        '[gmail]\nemail = "a@gmail.com"\nauth = "oauth2"\nprovider = "google"\nclient_id = "g"\n'
+        '[m365]\nemail = "a@ngo.example"\nauth = "oauth2"\nprovider = "microsoft"\nclient_id = "m"\n')
+    google = oauth_client(load_account("gmail"))
+    address = authorization_address(google, "http://127.0.0.1:5000/", "st", "ch")
+    assert address.startswith("https://accounts.google.com/o/oauth2/v2/auth?")
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(address).query))
+    assert query == {"response_type": "code", "client_id": "g", "redirect_uri": "http://127.0.0.1:5000/",
+                     "scope": "https://mail.google.com/", "state": "st", "code_challenge": "ch",
+                     "code_challenge_method": "S256", "access_type": "offline", "prompt": "consent"}
+    microsoft = oauth_client(load_account("m365"))
+    assert authorization_address(microsoft, "http://localhost:5000/", "st", "ch").startswith(
+        "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize?response_type=code&client_id=m&")
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring back end in memory. A stand-in, because no real system keyring (Secret Service over D-Bus,
+    macOS Keychain, Windows Credential Manager) can run in CI: it goes through keyring's own API all the same."""
+
+    priority = 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.entries.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.entries[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        del self.entries[(service, username)]
+
+
+def test_a_usable_system_keyring_is_preferred(config_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")
+    previous = keyring.get_keyring()
+    memory = MemoryKeyring()
+    keyring.set_keyring(memory)
+    try:
+        store = token_store()
+        described = f"the system keyring ({memory.name})"
+        assert store.description == described == token_store_description()
+        store.save("coalition", Tokens("access-k", "refresh-k", 1e10, 0))
+        assert list(memory.entries) == [("dispatch-oauth", "coalition")]
+        assert store.load("coalition").refresh_token == "refresh-k"
+        assert not token_file().exists()
+        FileStore(token_file()).save("coalition", Tokens("old", None, 1e10, 0))  # from before the keyring
+        assert sign_out("coalition") == [described, f"the file {token_file()} (readable only by you)"]
+        assert memory.entries == {} and not token_file().exists()
+        assert isinstance(token_store({"DISPATCH_TOKEN_STORE": "file"}), FileStore)
+    finally:
+        keyring.set_keyring(previous)

@@ -43,15 +43,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "smtp_host": "smtp.office365.com", "smtp_port": 587, "smtp_security": "starttls",
         "imap_host": "outlook.office365.com", "imap_port": 993, "imap_security": "tls",
         "device_authorization_url": _MICROSOFT_LOGIN + "/devicecode",
+        "authorization_url": _MICROSOFT_LOGIN + "/authorize",
         "token_url": _MICROSOFT_LOGIN + "/token",
         "scope": "https://outlook.office.com/SMTP.Send https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
     },
-    # developers.google.com: "OAuth 2.0 for TV and Limited-Input Device Applications" and the Gmail
-    # "IMAP, POP, and SMTP" XOAUTH2 page (one scope for all three protocols).
+    # developers.google.com: "OAuth 2.0 for TV and Limited-Input Device Applications", "OAuth 2.0 for
+    # iOS & Desktop Apps" and the Gmail XOAUTH2 page (one scope for IMAP, POP and SMTP). Google's device
+    # sign-in refuses that scope (it allows a short list of scopes only): Gmail needs the browser sign-in.
     "google": {
         "smtp_host": "smtp.gmail.com", "smtp_port": 465, "smtp_security": "tls",
         "imap_host": "imap.gmail.com", "imap_port": 993, "imap_security": "tls",
         "device_authorization_url": "https://oauth2.googleapis.com/device/code",
+        "authorization_url": "https://accounts.google.com/o/oauth2/v2/auth",
         "token_url": "https://oauth2.googleapis.com/token",
         "scope": "https://mail.google.com/",
     },
@@ -74,6 +77,7 @@ class Account:
     client_id: str = ""
     tenant: str = ""  # Microsoft: the directory (tenant) ID or domain; "organizations" when empty
     device_authorization_url: str = ""
+    authorization_url: str = ""  # for the sign-in in a browser on this machine (authorization code grant)
     token_url: str = ""
     scope: str = ""
     smtp_host: str = ""
@@ -96,10 +100,10 @@ class Account:
         return self.auth == "oauth2"
 
     def smtp(self) -> dict[str, Any]:
-        """The account's SMTP values in the shape of dispatch.toml's [smtp] table (environment overrides apply
-        on top, as for a campaign's own [smtp])."""
+        """The account's SMTP values in the shape of dispatch.toml's [smtp] table, as smtp_settings() reads it
+        (merge the campaign's [smtp] rate_limit, timeout, retries on top; environment overrides still apply)."""
         return {"host": self.smtp_host, "port": self.smtp_port, "security": self.smtp_security,
-                "username": self.login, "sender": self.email}
+                "username": self.login, "sender": self.email, "auth": self.auth, "account": self.name}
 
     @property
     def saves_sent(self) -> bool:
@@ -225,6 +229,8 @@ def _account(name: str, table: Mapping[str, Any], file: str, lines: "_Lines") ->
     if account.oauth2:
         missing = [key for key in ("client_id", "device_authorization_url", "token_url", "scope")
                    if not getattr(account, key)]
+        if "device_authorization_url" in missing and account.authorization_url:
+            missing.remove("device_authorization_url")  # the sign-in in a browser is enough
         if missing:
             hint = ("register dispatch in your provider's console and put its client_id here (see the README, "
                     '"Sending from Microsoft 365 / Gmail")') if provider != "custom" else \

@@ -43,7 +43,12 @@ class BoundedIMAP4(imaplib.IMAP4):
         self.problem: str | None = None
         self.max_literal = settings.max_message
         self.begin()
-        super().__init__(settings.host, settings.port, settings.timeout)
+        try:
+            super().__init__(settings.host, settings.port, settings.timeout)
+        except OSError:
+            if self.problem:  # the deadline closed the socket during the TLS handshake
+                raise self.abort(self.problem) from None
+            raise
 
     def begin(self, seconds: float | None = None) -> None:
         self._deadline = time.monotonic() + (seconds or self._settings.deadline)

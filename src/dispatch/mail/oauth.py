@@ -52,6 +52,8 @@ class OAuthClient:
     client_secret: str | None = field(default=None, repr=False)
     cafile: str | None = None
     timeout: float = TIMEOUT
+    authorization_url: str = ""
+    provider: str = "custom"
 
 
 def oauth_client(account: Account, environ: Mapping[str, str] = os.environ) -> OAuthClient:
@@ -60,7 +62,8 @@ def oauth_client(account: Account, environ: Mapping[str, str] = os.environ) -> O
                         file=account.file, line=account.line,
                         hint=f'set auth = "oauth2" under [{account.name}] to sign in with dispatch login')
     return OAuthClient(account.name, account.client_id, account.device_authorization_url, account.token_url,
-                       account.scope, environ.get(CLIENT_SECRET_VARIABLE) or None, environ.get(CAFILE_VARIABLE) or None)
+                       account.scope, environ.get(CLIENT_SECRET_VARIABLE) or None, environ.get(CAFILE_VARIABLE) or None,
+                       authorization_url=account.authorization_url, provider=account.provider)
 
 
 def xoauth2(user: str, access_token: str) -> bytes:
@@ -90,9 +93,9 @@ class DeviceAuthorization:
 def start_device_authorization(client: OAuthClient) -> DeviceAuthorization:
     """Ask the provider for a device code and a user code (RFC 8628 section 3.1)."""
     fields = {"client_id": client.client_id, "scope": client.scope}
-    status, data = _post(client, client.device_authorization_url, fields)
+    status, data = post_form(client, client.device_authorization_url, fields)
     if status != 200:
-        raise _refused(client, "the sign-in could not start", data, status, fields.values())
+        raise refused(client, "the sign-in could not start", data, status, fields.values())
     code, user_code = data.get("device_code"), data.get("user_code")
     uri = data.get("verification_uri") or data.get("verification_url")
     if not all(isinstance(v, str) and v for v in (code, user_code, uri)):
@@ -120,9 +123,9 @@ def wait_for_approval(client: OAuthClient, authorization: DeviceAuthorization, *
         sleep(interval)
         if clock() > deadline:
             raise _expired(client)
-        status, data = _post(client, client.token_url, fields)
+        status, data = post_form(client, client.token_url, fields)
         if status == 200:
-            return _tokens(client, data)
+            return tokens_from(client, data)
         error = data.get("error")
         if error == "authorization_pending":
             continue
@@ -135,7 +138,7 @@ def wait_for_approval(client: OAuthClient, authorization: DeviceAuthorization, *
         if error in ("access_denied", "authorization_declined"):
             raise SendError(f"the sign-in for account {client.account!r} was declined in the browser",
                             hint=f"run dispatch login {client.account} again and approve the request")
-        raise _refused(client, "the sign-in failed", data, status, fields.values())
+        raise refused(client, "the sign-in failed", data, status, fields.values())
 
 
 def sign_in(account: Account, show: Callable[[DeviceAuthorization], None], *, store: TokenStore | None = None,
@@ -143,6 +146,10 @@ def sign_in(account: Account, show: Callable[[DeviceAuthorization], None], *, st
     """The whole `dispatch login`: start, show the code (the caller prints it), wait, keep the tokens.
     Returns where the tokens are kept, in words."""
     client = oauth_client(account, environ)
+    if not client.device_authorization_url:
+        raise SendError(f"account {account.name!r} has no device_authorization_url", file=account.file,
+                        line=account.line, hint=f"sign in in a browser on this machine: dispatch login {account.name} "
+                                                "--browser, or add device_authorization_url")
     store = store or token_store(environ)
     authorization = start_device_authorization(client)
     show(authorization)
@@ -165,9 +172,9 @@ def refresh_tokens(client: OAuthClient, refresh_token: str) -> Tokens:
               "scope": client.scope}
     if client.client_secret:
         fields["client_secret"] = client.client_secret
-    status, data = _post(client, client.token_url, fields)
+    status, data = post_form(client, client.token_url, fields)
     if status == 200:
-        tokens = _tokens(client, data)
+        tokens = tokens_from(client, data)
         if tokens.refresh_token is None:  # the server keeps the old one valid (RFC 6749 section 6)
             tokens = Tokens(tokens.access_token, refresh_token, tokens.expires_at, tokens.issued_at,
                             tokens.token_type, tokens.scope)
@@ -176,7 +183,7 @@ def refresh_tokens(client: OAuthClient, refresh_token: str) -> Tokens:
         raise SignInExpired(f"the sign-in of account {client.account!r} is no longer valid "
                             f"({_said(data, fields.values())})",
                             hint=f"sign in again: dispatch login {client.account}")
-    raise _refused(client, "the access token could not be renewed", data, status, fields.values())
+    raise refused(client, "the access token could not be renewed", data, status, fields.values())
 
 
 class SignInExpired(SendError):
@@ -239,8 +246,9 @@ def token_source(account: Account, environ: Mapping[str, str] = os.environ,
 
 # --- HTTP, bounded ----------------------------------------------------------------------------------
 
-def _post(client: OAuthClient, url: str, fields: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-    """POST the form; (status, JSON object). Bounded: `client.timeout` seconds in all, MAX_RESPONSE bytes."""
+def post_form(client: OAuthClient, url: str, fields: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    """POST the form to the provider; (status, JSON object). Bounded: `client.timeout` seconds in all,
+    MAX_RESPONSE bytes."""
     parts = urllib.parse.urlsplit(url)
     host, where = parts.hostname or "", _host(url)
     if parts.scheme == "https":
@@ -288,7 +296,7 @@ def _post(client: OAuthClient, url: str, fields: Mapping[str, str]) -> tuple[int
                         hint=f"if your organisation uses its own certificate authority, set {CAFILE_VARIABLE} "
                              "to its PEM file") from None
     except (OSError, http.client.HTTPException) as exc:
-        if expired.is_set():
+        if expired.is_set() or isinstance(exc, TimeoutError):  # the deadline, or a wait as long as it
             raise SendError(f"{where} did not answer within {client.timeout:.0f} s",
                             hint="try again later; check the network and the token server's address") from None
         raise SendError(f"cannot reach {where}: {getattr(exc, 'strerror', None) or type(exc).__name__}",
@@ -308,7 +316,7 @@ def _post(client: OAuthClient, url: str, fields: Mapping[str, str]) -> tuple[int
     return status, parsed
 
 
-def _tokens(client: OAuthClient, data: Mapping[str, Any]) -> Tokens:
+def tokens_from(client: OAuthClient, data: Mapping[str, Any]) -> Tokens:
     access = data.get("access_token")
     if not isinstance(access, str) or not access:
         raise SendError(f"{_host(client.token_url)} answered without an access token",
@@ -324,7 +332,7 @@ def _tokens(client: OAuthClient, data: Mapping[str, Any]) -> Tokens:
                   "Bearer", _printable(data.get("scope") or "", 2000) if isinstance(data.get("scope"), str) else "")
 
 
-def _refused(client: OAuthClient, what: str, data: Mapping[str, Any], status: int, sent: Any) -> SendError:
+def refused(client: OAuthClient, what: str, data: Mapping[str, Any], status: int, sent: Any) -> SendError:
     error = data.get("error")
     said = _said(data, sent) if error else f"HTTP {status}"
     hints = {
