@@ -90,6 +90,11 @@ def read_sheet(path: Path, *, name: str, sheet: str | None = None) -> SheetRows:
         if "password" in str(exc).lower() or "encrypt" in str(exc).lower():
             raise RecipientsError("the workbook is protected by a password", file=name, hint=PASSWORD_HINT) from None
         raise RecipientsError(f"the workbook cannot be read: {exc}", file=name, hint=SAVE_AGAIN) from None
+    except BaseException as exc:  # a panic inside calamine on a malformed file arrives as pyo3's PanicException
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise RecipientsError("the workbook cannot be read: its content is malformed", file=name,
+                              hint=SAVE_AGAIN) from None
     finally:
         if archive is not None:
             archive.close()

@@ -68,7 +68,7 @@ def open_zip(path: Path | BinaryIO, name: str) -> zipfile.ZipFile:
     """The workbook's zip, once its declared sizes and its parts have been found sound."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
         raise RecipientsError(f"the workbook is damaged: {exc}", file=name, hint=SAVE_AGAIN) from None
     try:
         parts = archive.infolist()
@@ -105,7 +105,7 @@ def _verify(archive: zipfile.ZipFile, part: zipfile.ZipInfo, name: str) -> None:
         with archive.open(part) as stream:
             while stream.read(1024 * 1024):
                 pass
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, ValueError) as exc:
         raise RecipientsError(f"the workbook is damaged: part {part.filename}: {exc}", file=name,
                               hint=SAVE_AGAIN) from None
 
