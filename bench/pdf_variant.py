@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from dispatch import campaign
-from dispatch.pdf import PdfRenderer
-from dispatch.signing import open_signer
+from dispatch.pdf.engine import PdfRenderer
+from dispatch.pdf.signing import open_signer
 from dispatch.workspace import open_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     ws = open_workspace(REPO)
     loaded = campaign.load(ws)
-    merger = loaded.merger()
+    merger = campaign.merger(loaded)
     rows = loaded.recipients.rows[:args.recipients]
     htmls = [merger.html(r) for r in rows]
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ from dispatch import campaign, i18n
 from dispatch.cli import app
 from dispatch.errors import LetterError
 from dispatch.letters import read_letter_versions
-from dispatch.pdf import PdfRenderer
+from dispatch.pdf.engine import PdfRenderer
 from tests.conftest import REPO, WorkspaceFactory, flat, pdf_text, row, ws
 from tests.pdf_glyphs import fonts_drawing, missing_glyphs, text_runs
 
@@ -125,7 +125,7 @@ def test_names_in_other_scripts_render_with_the_shipped_fonts(rendered):
 def render_unchecked(folder: Path, rid: str) -> Path:
     """Render without validation, which refuses characters no shipped font has (the negative controls need them)."""
     loaded = campaign.load(ws(folder))
-    pdf = PdfRenderer(folder / "templates").render(loaded.merger().html(loaded.recipients.by_id()[rid]))
+    pdf = PdfRenderer(folder / "templates").render(campaign.merger(loaded).html(loaded.recipients.by_id()[rid]))
     target = folder / f"{rid}.pdf"
     target.write_bytes(pdf.data)
     return target
@@ -237,6 +237,6 @@ def test_direction():
 def test_columns_used_by_any_version_count(make_workspace):
     folder = make_workspace([dict(row("FR", "France", language="fr"), capital="Paris")])
     (folder / "letters" / "letter.fr.md").write_text("---\nsubject: x\n---\nÀ {{ capital }}.\n", encoding="utf-8")
-    merger = campaign.load(ws(folder)).merger()
+    merger = campaign.merger(campaign.load(ws(folder)))
     assert "capital" in merger.used_fields() and "state" in merger.used_fields()
     assert "À Paris." in merger.html(campaign.load(ws(folder)).recipients.rows[0])

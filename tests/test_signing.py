@@ -202,16 +202,22 @@ def test_an_older_rendering_that_was_never_sent_fails(make_workspace, keys, monk
                                              "for FR: it was rendered again since, and not sent")
 
 
-def test_unsigned_letter_fails_verify(make_workspace, monkeypatch):
+def test_an_unsigned_letter_has_nothing_to_check_unless_a_signature_is_required(make_workspace, monkeypatch):
     folder = make_workspace([row("NA", "Namibia")])
     monkeypatch.chdir(folder)
     assert run("-C", str(folder), "render").exit_code == 0
     result = run("-C", str(folder), "verify", "out/letter/NA.pdf")
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "out/letter/NA.pdf: signature INVALID: the file is not signed",
+        "out/letter/NA.pdf: not signed (nothing to check)",
         "  matches the journal: " + result.stdout.splitlines()[1].split("matches the journal: ")[1],
+        "ok: 1 file(s) verified",
     ]
+    assert "INVALID" not in result.stdout
+    required = run("-C", str(folder), "verify", "--require-signature", "out/letter/NA.pdf")
+    assert required.exit_code == 1
+    assert required.stdout.splitlines()[0] == ("out/letter/NA.pdf: not signed (nothing to check); "
+                                               "a signature is required (--require-signature)")
 
 
 def test_wrong_password_is_a_clear_error_and_the_password_is_never_stored(make_workspace, keys, monkeypatch):

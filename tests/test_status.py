@@ -50,7 +50,8 @@ def test_status_after_sending_flags_a_changed_pdf_and_hand_delivery(make_workspa
                           "letter 'letter': 1 of 2 letter(s) to print delivered by hand"]
 
     cells = list(csv.reader(io.StringIO(run(folder, "status", "-f", "csv").stdout.lstrip("\ufeff"))))
-    assert cells[0] == ["id", "state", "channel", "pdf", "email", "time", "message_id", "reply", "delivery", "flag"]
+    assert cells[0] == ["id", "state", "channel", "pdf", "email", "time", "message_id", "reply", "delivery", "flag",
+                        "sent_copy"]
     assert cells[2][:3] == ["EQ", "'=1+2", "email"]  # a spreadsheet shows it, does not compute it
     assert run(folder, "status", "-f", "xml").exit_code == 2
 

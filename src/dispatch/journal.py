@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import JournalError
+from dispatch.errors import JournalError
 
 SCHEMA_VERSION = 1
-KINDS = ("rendered", "sending", "sent", "failed", "uncertain", "delivered", "delivery-withdrawn")
+APPLICATION_ID = 0x44535054  # "DSPT" in the SQLite header: this file is a dispatch journal
+KINDS = ("rendered", "sending", "sent", "failed", "uncertain", "delivered", "delivery-withdrawn", "printed",
+         "recovered")
 EMAIL_KINDS = ("sending", "sent", "failed", "uncertain")
 DELIVERY_KINDS = ("delivered", "delivery-withdrawn")
 
@@ -82,9 +84,21 @@ def now() -> str:
 class Journal:
     """dispatch.db. Open it once per run; every record() is its own committed transaction."""
 
-    def __init__(self, path: Path, *, shown: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, *, shown: str | None = None, timeout: float = 5.0,
+                 may_create: bool = True) -> None:
+        """Open the journal at path. A new one is made only when there is no file and may_create; a file
+        that is empty, damaged, written by a newer dispatch or another application's database is refused
+        and left exactly as it is (see inspect)."""
         self.path = path
         self.shown = shown or path.name
+        new = not path.exists()
+        if new and not may_create:
+            raise JournalError("the journal is missing, but letters were already rendered or sent",
+                               file=self.shown, hint=MISSING_HINT)
+        if not new:
+            state = inspect(path, quick=False)
+            if not state.ok:
+                raise JournalError(state.problem, file=self.shown, hint=state.hint)
         try:
             self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -93,11 +107,13 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalError(f"written by a newer dispatch (journal version {version})", file=self.shown,
                                    hint="upgrade dispatch to work on this campaign")
-            if version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION or new:
                 with self._transaction():
                     for statement in _SCHEMA:
                         self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")  # a new journal, or one of dispatch 0.1
             self._db.execute("SELECT count(*) FROM events").fetchone()
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
@@ -195,6 +211,11 @@ class Journal:
             result[event.recipient] = event
         return result
 
+    def deliveries(self, letter: str) -> dict[str, Event]:
+        """The standing 'delivered' event of each recipient (a withdrawn mark does not stand)."""
+        latest = self.latest(letter, DELIVERY_KINDS)
+        return {rid: event for rid, event in latest.items() if event.kind == "delivered"}
+
     def email_states(self, letter: str) -> dict[str, EmailState]:
         """The email state of every recipient of a letter that has any email event."""
         latest: dict[str, Event] = {}
@@ -213,3 +234,71 @@ class Journal:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# --- recognising a journal ---------------------------------------------------------------------------------
+
+MISSING_HINT = ("restore dispatch.db from your backup; if it is lost, `dispatch journal repair` starts a new one "
+                "in which every letter found in the sent archive or in out/ counts as possibly sent, so nothing "
+                "is sent twice")
+_REPAIR_HINT = ("keep this file (it is the record of what was sent): restore dispatch.db from a backup, or run "
+                "`dispatch journal repair` (it moves this file aside, never deletes it)")
+_OURS = {"events", "sqlite_sequence"}
+
+
+@dataclass(frozen=True)
+class JournalState:
+    """What a file at the journal's place is: a dispatch journal (ok), or why it cannot be used."""
+
+    ok: bool
+    problem: str = ""
+    hint: str = ""
+    events: int = 0
+    letters: tuple[str, ...] = ()
+    repairable: bool = False  # repair may move it aside (never for another application's database)
+
+
+def inspect(path: Path, *, quick: bool = True) -> JournalState:
+    """Look at the file without changing it. quick: also run SQLite's consistency check and count events."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except FileNotFoundError:
+        return JournalState(False, "the journal is missing", MISSING_HINT, repairable=True)
+    except OSError as exc:
+        return JournalState(False, f"cannot read the journal ({exc.strerror})",
+                            "check the file's permissions")
+    if not header:
+        return JournalState(False, "the journal is empty (0 bytes): an interrupted copy or restore?", _REPAIR_HINT,
+                            repairable=True)
+    if not header.startswith(b"SQLite format 3\x00") or len(header) < 100:
+        return JournalState(False, "the journal is damaged or is not a dispatch journal",
+                            _REPAIR_HINT, repairable=True)
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        return JournalState(False, f"cannot open the journal ({exc})", _REPAIR_HINT, repairable=True)
+    try:
+        application_id = db.execute("PRAGMA application_id").fetchone()[0]  # the header's, or the WAL's newer one
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if application_id != APPLICATION_ID and not (application_id == 0 and "events" in tables and tables <= _OURS):
+            owner = f"application id {application_id:#x}" if application_id else f"tables {', '.join(sorted(tables)) or 'none'}"
+            return JournalState(False, f"this file is not a dispatch journal ({owner})",
+                                "dispatch never writes into another application's database: point DISPATCH_JOURNAL "
+                                "at the campaign's own dispatch.db (or unset it)")
+        if not quick:
+            return JournalState(True)
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            return JournalState(False, f"the journal is damaged ({check})", _REPAIR_HINT, repairable=True)
+        events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        letters = tuple(r[0] for r in db.execute("SELECT DISTINCT letter FROM events ORDER BY letter"))
+        return JournalState(True, events=events, letters=letters)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):  # another command writes: the file is a database in use
+            return JournalState(True, problem="in use")
+        return JournalState(False, f"the journal is damaged ({exc})", _REPAIR_HINT, repairable=True)
+    except sqlite3.DatabaseError as exc:
+        return JournalState(False, f"the journal is damaged ({exc})", _REPAIR_HINT, repairable=True)
+    finally:
+        db.close()

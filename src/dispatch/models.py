@@ -98,3 +98,4 @@ class RenderedLetter:
     pages: int
     size: int
     sha256: str
+    note: str = ""  # e.g. that the letter replaced in out/ had been sent, and where the sent copy is kept

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from .errors import TemplateError
+from dispatch.errors import TemplateError
 
 ATTRIBUTE = "data-variable"
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from typing import Mapping, Sequence
 
-from .status import StatusRow
+from dispatch.status import StatusRow
 
 ORDER = ("sent", "pending", "retry", "failed", "uncertain", "interrupted", "delivered", "not yet")
 COLOURS = {"sent": "#2e7d32", "delivered": "#1565c0", "pending": "#9e9e9e", "not yet": "#bdbdbd",

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, astuple, dataclass, fields
 from typing import Any, Mapping
 
-from .tables import csv_bytes
+from dispatch.tables import csv_bytes
 
 FORMATS = ("table", "csv", "json")
 STATE_WIDTH = 32  # longer names are cut in the table (not in CSV or JSON)
@@ -25,9 +25,11 @@ class StatusRow:
     reply: str       # the server's reply, or what is known about an uncertain message
     delivery: str    # by hand: "delivered <when> to <whom>", "not yet", or empty when not printed
     flag: str        # e.g. "PDF changed after it was sent"
+    sent_copy: str = ""  # the exact file that went out, in the sent archive (out/<letter>/sent/...)
 
 
 COLUMNS = tuple(f.name for f in fields(StatusRow))
+TABLE_COLUMNS = tuple(c for c in COLUMNS if c != "sent_copy")  # the terminal shows the flag; CSV and JSON the path
 _HEADINGS = {"delivery": "hand delivery"}
 
 
@@ -47,8 +49,8 @@ def to_json(rows: list[StatusRow]) -> str:
 
 def to_table(rows: list[StatusRow]) -> str:
     """Aligned columns for the terminal: empty cells as '-', times in local time to the minute."""
-    shown = [[_cell(name, getattr(r, name)) for name in COLUMNS] for r in rows]
-    headings = [_HEADINGS.get(name, name) for name in COLUMNS]
+    shown = [[_cell(name, getattr(r, name)) for name in TABLE_COLUMNS] for r in rows]
+    headings = [_HEADINGS.get(name, name) for name in TABLE_COLUMNS]
     widths = [max([len(h)] + [len(r[i]) for r in shown]) for i, h in enumerate(headings)]
     lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in [headings] + shown]
     return "\n".join(lines) + "\n"

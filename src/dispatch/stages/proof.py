@@ -1,18 +1,22 @@
 """Proofreading aids: a contact sheet of every letter's first page, and a report of what differs.
 
-Pure functions over rendered PDFs and merged HTML: the pipeline (campaign.py) renders the sheet.
+Made from letters already rendered (the pipeline renders what is not current first).
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
+
+from dispatch.files import write_atomic
+from dispatch.inputs import Campaign
+from dispatch.merge.versions import VersionMerger
+from dispatch.pdf.raster import thumbnail_png
 
 PER_PAGE = 12  # 4 columns x 3 rows on A4
 _BLOCK_END = re.compile(r"</(p|div|li|h[1-6]|address|title|td|tr|section|header|main)\s*>|<br\s*/?>", re.I)
@@ -37,22 +41,6 @@ def text_lines(document: str) -> tuple[str, ...]:
     text = _BLOCK_END.sub("\n", _HIDDEN.sub(" ", document))
     text = html.unescape(_TAG.sub(" ", text))
     return tuple(" ".join(line.split()) for line in text.split("\n") if line.strip())
-
-
-def thumbnail_png(pdf: Path, width_px: int = 330) -> tuple[bytes, int]:
-    """Page 1 of a PDF as a PNG width_px wide, and the PDF's number of pages."""
-    import pypdfium2
-
-    document = pypdfium2.PdfDocument(str(pdf))
-    try:
-        page = document[0]
-        scale = width_px / page.get_width()
-        image = page.render(scale=scale).to_pil()
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=True)
-        return buffer.getvalue(), len(document)
-    finally:
-        document.close()
 
 
 def sheet_html(title: str, items: Sequence[ProofItem], thumbnails: Iterable[bytes], page_size: str = "A4") -> str:
@@ -107,3 +95,34 @@ def report_text(title: str, items: Sequence[ProofItem]) -> str:
     out += ["", f"Check these ({len(warnings)}):" if warnings else "Nothing looks unfilled."]
     out += [f"  {w}" for w in warnings]
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class ProofResult:
+    sheet: Path
+    report: Path
+    letters: int
+    sheet_pages: int
+
+
+def write_proof(campaign: Campaign, renderer, *, on_progress: Callable[[str], None] | None = None) -> ProofResult:
+    """Write out/<letter>/proof.pdf (page 1 of every letter, 12 to a page) and out/<letter>/proof.txt (the
+    fields merged into each letter and the lines that differ), from letters already rendered."""
+    merger = VersionMerger(campaign)
+    fields = merger.used_fields()
+    items, thumbnails = [], []
+    for recipient in campaign.recipients.rows:
+        pdf = campaign.output_dir / f"{recipient.id}.pdf"
+        png, pages = thumbnail_png(pdf)
+        thumbnails.append(png)
+        items.append(ProofItem(recipient.id, recipient.state, pdf, pages, text_lines(merger.html(recipient)),
+                               tuple((name, recipient.get(name)) for name in fields)))
+        if on_progress:
+            on_progress(recipient.id)
+    sheet = renderer.render(sheet_html(campaign.letter_name, items, thumbnails,
+                                       campaign.workspace.settings.page_size))
+    sheet_path = campaign.output_dir / "proof.pdf"
+    report_path = campaign.output_dir / "proof.txt"
+    write_atomic(sheet_path, sheet.data)
+    write_atomic(report_path, report_text(campaign.letter_name, items).encode("utf-8"))
+    return ProofResult(sheet_path, report_path, len(items), sheet.pages)

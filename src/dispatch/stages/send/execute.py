@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from .errors import SendError
-from .journal import EmailState, Journal
-from .mailer import Mailer, Outcome, Outgoing, SmtpSettings
-from .models import Recipient
+from dispatch.archive import keep
+from dispatch.errors import SendError
+from dispatch.journal import EmailState, Journal
+from dispatch.mail.message import Outgoing
+from dispatch.mail.settings import SmtpSettings
+from dispatch.mail.smtp import Mailer, Outcome
+from dispatch.models import Recipient
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ class Item:
     sha256: str
     reason: str = "new"
     email: str = ""  # the address as written in recipients.csv
+    pdf: bytes = b""  # the attached PDF, kept in the sent archive with the message
 
 
 @dataclass
@@ -112,9 +117,13 @@ class SendSummary:
 
 
 def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer, settings: SmtpSettings,
-            summary: SendSummary, on_progress: Callable[[Item, Outcome], None] | None = None,
+            summary: SendSummary, archive: Path | None = None,
+            on_progress: Callable[[Item, Outcome], None] | None = None,
             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> SendSummary:
-    """Send each item once, with bounded retries for temporary failures, recording every step."""
+    """Send each item once, with bounded retries for temporary failures, recording every step.
+
+    archive (out/<letter>/): before a message's data first goes to the server, the exact message and its PDF
+    are kept in the sent archive, and the journal's `sending` and `sent` events point at them."""
     started = clock()
     interval = 60.0 / settings.rate_limit if settings.rate_limit else 0.0
     next_at = started
@@ -125,7 +134,8 @@ def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer,
             if wait > 0:
                 sleep(wait)
             next_at = max(clock(), next_at) + interval
-            outcome = _deliver(item, letter=letter, journal=journal, mailer=mailer, settings=settings, sleep=sleep)
+            outcome = _deliver(item, letter=letter, journal=journal, mailer=mailer, settings=settings, sleep=sleep,
+                               archive=archive)
             if outcome.kind == "sent":
                 summary.sent.append(item.recipient_id)
             elif outcome.kind == "uncertain":
@@ -152,26 +162,32 @@ def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer,
 
 
 def _deliver(item: Item, *, letter: str, journal: Journal, mailer: Mailer, settings: SmtpSettings,
-             sleep: Callable[[float], None]) -> Outcome:
+             sleep: Callable[[float], None], archive: Path | None = None) -> Outcome:
     out = item.outgoing
     rid = item.recipient_id
     attempt = 0
+    kept: dict = {}
     while True:
         attempt += 1
 
         def before_data() -> None:
+            if archive is not None and not kept:  # the bytes of every attempt are the same: kept once
+                copies = keep(archive, rid, "email", {"pdf": item.pdf, "eml": out.as_bytes()})
+                kept.update(archive_pdf=copies["pdf"].path, archive_eml=copies["eml"].path,
+                            eml_sha256=copies["eml"].sha256)
             journal.record(letter, rid, "sending", message_id=out.message_id, to=out.to, recipients=list(out.recipients),
                            sha256=item.sha256, size=out.attachment_size, attachment=out.attachment_name,
-                           attempt=attempt, reason=item.reason)
+                           attempt=attempt, reason=item.reason, **kept)
 
         outcome = mailer.deliver(out, before_data)
         if outcome.kind == "sent":
             extra = {"refused": dict(outcome.refused)} if outcome.refused else {}
             journal.record(letter, rid, "sent", message_id=out.message_id, reply=outcome.reply, sha256=item.sha256,
-                           to=out.to, **extra)
+                           to=out.to, **kept, **extra)
             return outcome
         if outcome.kind == "uncertain":
-            journal.record(letter, rid, "uncertain", message_id=out.message_id, reason=outcome.reply, sha256=item.sha256)
+            journal.record(letter, rid, "uncertain", message_id=out.message_id, reason=outcome.reply,
+                           sha256=item.sha256, **kept)
             return outcome
         final = outcome.permanent or attempt > settings.retries
         journal.record(letter, rid, "failed", message_id=out.message_id, code=outcome.code, reply=outcome.reply,

@@ -1,7 +1,8 @@
 """Check a letter someone holds: its signature, and that it is the very file the journal recorded.
 
-A file is the one that was sent when its SHA-256 is that of the latest `sent` event for its recipient;
-a letter not sent yet must be the latest one rendered for its recipient.
+A file is one that went out when its SHA-256 is that of a `sent`, `printed` or `delivered` event (the sent
+archive keeps each of them); a letter that has not gone out must be the latest one rendered for its recipient.
+An unsigned letter has no signature to check: that is said plainly, and fails only when a signature is required.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import SignError
-from .journal import Event, Journal
-from .signing import SignatureCheck, check_signature
+from dispatch.errors import SignError
+from dispatch.journal import Event, Journal
+from dispatch.pdf.signing import SignatureCheck, check_signature
+
+NOT_SIGNED = "the file is not signed"  # what check_signature says of a readable PDF without a signature
+GONE_OUT = {"sent": ("sent to", " by email"), "printed": ("printed for", ""), "delivered": ("delivered by hand to", "")}
 
 
 @dataclass(frozen=True)
@@ -23,10 +27,20 @@ class Verification:
     signature: SignatureCheck
     event: Event | None  # the journal's record of this very file, when it is the current one
     journal_problem: str = ""
+    require_signature: bool = False
+
+    @property
+    def unsigned(self) -> bool:
+        """A readable PDF that carries no signature (nothing to check, which is not a failed check)."""
+        return not self.signature.signed and self.signature.problem == NOT_SIGNED
+
+    @property
+    def signature_ok(self) -> bool:
+        return self.signature.ok or (self.unsigned and not self.require_signature)
 
     @property
     def ok(self) -> bool:
-        return self.signature.ok and self.event is not None and not self.journal_problem
+        return self.signature_ok and self.event is not None and not self.journal_problem
 
     @property
     def journal_note(self) -> str:
@@ -34,8 +48,10 @@ class Verification:
             return self.journal_problem
         event = self.event
         when = event.at[:16].replace("T", " ")
-        if event.kind == "sent":
-            return f"the letter '{event.letter}' sent to {event.recipient} on {when} UTC"
+        if event.kind in GONE_OUT:
+            where = f", kept in {event.data['archive_pdf']}" if event.data.get("archive_pdf") else ""
+            verb, channel = GONE_OUT[event.kind]
+            return f"the letter '{event.letter}' {verb} {event.recipient} on {when} UTC{channel}{where}"
         return f"the letter '{event.letter}' rendered for {event.recipient} on {when} UTC (not sent yet)"
 
 
@@ -50,7 +66,8 @@ def read_trust(paths: Iterable[Path]) -> list[bytes]:
     return blobs
 
 
-def verify_files(paths: Iterable[Path], journal: Journal, *, trust: Iterable[bytes] = ()) -> list[Verification]:
+def verify_files(paths: Iterable[Path], journal: Journal, *, trust: Iterable[bytes] = (),
+                 require_signature: bool = False) -> list[Verification]:
     trust = list(trust)
     results = []
     for path in paths:
@@ -61,21 +78,22 @@ def verify_files(paths: Iterable[Path], journal: Journal, *, trust: Iterable[byt
         digest = hashlib.sha256(data).hexdigest()
         signature = check_signature(data, trust=trust)
         event, problem = match_journal(journal, digest)
-        results.append(Verification(path, digest, signature, event, problem))
+        results.append(Verification(path, digest, signature, event, problem, require_signature))
     return results
 
 
 def match_journal(journal: Journal, digest: str) -> tuple[Event | None, str]:
-    """The journal event this file is the current record of, or why there is none."""
-    matches = journal.find_by_sha256(digest)
+    """The journal event this file is the record of, or why there is none."""
+    matches = journal.find_by_sha256(digest, kinds=("rendered", "sent", *GONE_OUT))
     if not matches:
         return None, "not in the journal: no letter with these bytes was rendered or sent"
+    gone = [event for event in matches if event.kind in GONE_OUT]
+    if gone:
+        return gone[0], ""  # the first time these very bytes went out
     found = matches[-1]
     letter, recipient = found.letter, found.recipient
     sent = journal.latest(letter, ["sent"]).get(recipient)
     if sent is not None:
-        if _sha256_of(sent) == digest:
-            return sent, ""
         return None, (f"differs from the letter '{letter}' sent to {recipient} on {sent.at[:10]}: "
                       "this is another rendering")
     rendered = journal.latest(letter, ["rendered"]).get(recipient)

@@ -1,0 +1,9 @@
+"""The command line: parse options, call one function of the pipeline (dispatch.campaign), print what happened.
+
+app.py holds the application and its error handling; each other module holds a group of commands.
+"""
+
+from dispatch.cli import journal, letters, records, send  # noqa: F401  (each registers its commands)
+from dispatch.cli.app import app, run
+
+__all__ = ["app", "run"]

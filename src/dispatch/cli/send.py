@@ -1,0 +1,142 @@
+"""dispatch send: the plan shown, confirmation asked, each message sent once and recorded."""
+
+from __future__ import annotations
+
+import time
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from dispatch import campaign
+from rich.console import Console
+
+from dispatch.cli.app import app, err, handle_errors, out, print_problem, progress_bar, state, workspace
+from dispatch.cli.records import refresh_report
+from dispatch.cli.options import LetterOption, OnlyOption
+
+
+from dispatch.errors import SendError
+
+
+def _is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _show_plan(plan, settings) -> None:
+    items = plan.items
+    out.print(f"letter '{plan.letter_name}': {len(items)} message(s) to send via {settings.where}, "
+              f"from {settings.sender}", markup=False)
+    for item in items[:20]:
+        message = item.outgoing.message
+        more = len(item.outgoing.recipients) - 1
+        out.print(f"  {item.recipient_id:<8} {message['To']}" + (f" (+{more} cc/bcc)" if more else "")
+                  + ("" if item.reason == "new" else f"  [{item.reason}]"), markup=False)
+    if len(items) > 20:
+        out.print(f"  ... and {len(items) - 20} more (dispatch send --dry-run writes each message to a file)", markup=False)
+    first = items[0].outgoing
+    out.print("first message:", markup=False)
+    for name in ("From", "To", "Cc", "Bcc", "Reply-To", "Subject", "Message-ID"):
+        value = ", ".join(first.bcc) if name == "Bcc" else first.message[name]
+        if value:
+            out.print(f"  {name}: {value}", markup=False)
+    out.print(f"  Attachment: {first.attachment_name} ({first.attachment_size:,} bytes, "
+              f"SHA-256 {items[0].sha256[:12]})", markup=False)
+    out.print("", markup=False)
+    for line in first.message.get_body(("plain",)).get_content().splitlines():
+        out.print(f"  | {line}", markup=False)
+    out.print("", markup=False)
+
+
+def _show_left_out(summary) -> None:
+    if summary.already_sent:
+        out.print(f"skipped {len(summary.already_sent)} already sent (dispatch send --resend ID sends one again)",
+                  markup=False)
+    for rid, reply in summary.failed_earlier:
+        out.print(f"failed earlier: {rid}: {reply} (correct the address, or dispatch send --resend {rid})", markup=False)
+    _show_uncertain(out, summary.uncertain_earlier)
+    if summary.later:
+        out.print(f"left for a later run (--limit): {len(summary.later)}; dispatch send sends them", markup=False)
+
+
+def _show_uncertain(console: Console, uncertain: list[tuple[str, str]]) -> None:
+    for rid, reason in uncertain:
+        console.print(f"uncertain: {rid}: {reason}", markup=False)
+    if uncertain:
+        console.print("  check the Sent folder or ask the recipient; if it did not arrive: "
+                      "dispatch send --resend-uncertain --only ID", markup=False)
+
+
+def _print_summary(summary) -> None:
+    _show_left_out(summary)
+    for rid, reply in summary.failed:
+        err.print(f"failed: {rid}: {reply}", markup=False)
+    _show_uncertain(err, summary.uncertain)
+    if summary.stopped:
+        err.print(f"stopped: {summary.stopped}", markup=False)
+        if summary.not_attempted:
+            err.print(f"  not attempted: {len(summary.not_attempted)}; run dispatch send again to send them", markup=False)
+    rate = len(summary.sent) / summary.seconds if summary.seconds > 0 else 0.0
+    skipped = len(summary.already_sent)
+    out.print(f"sent {len(summary.sent)}, failed {len(summary.failed) + len(summary.failed_earlier)}, "
+              f"uncertain {len(summary.uncertain) + len(summary.uncertain_earlier)}, skipped {skipped} "
+              f"in {summary.seconds:.1f} s ({rate:.1f} messages/s)", markup=False)
+
+
+@app.command()
+@handle_errors
+def send(letter: LetterOption = None, only: OnlyOption = None,
+         limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Send at most N messages in this run.")] = None,
+         yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="Write each message to out/<letter>/outbox/<id>.eml; connect to no server.")] = False,
+         resend: Annotated[Optional[list[str]], typer.Option("--resend", help="Send to this recipient again, even if sent before (repeatable).")] = None,
+         resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Send again the messages whose delivery is uncertain (check the mailbox first).")] = False) -> None:
+    """Email the letter to recipients whose channel is email or both: each once, with a journal."""
+    ws = workspace()
+    settings = None if dry_run else campaign.smtp_settings(ws)
+    with campaign.SendRun(ws) as run:
+        plan = run.prepare(letter=letter, only=only, limit=limit, resend=resend, resend_uncertain=resend_uncertain,
+                           dry_run=dry_run)
+        for warning in plan.warnings:
+            if not state.quiet:
+                print_problem(warning)
+        if plan.rendered and not state.quiet:
+            out.print(f"rendered {plan.rendered} missing or out-of-date letter(s) first", markup=False)
+        if dry_run:
+            written = run.write_outbox(plan)
+            _show_left_out(plan.summary())
+            where = ws.relative(plan.campaign.output_dir / "outbox")
+            out.print(f"dry run: wrote {len(written)} message(s) to {where}/; nothing was sent", markup=False)
+            out.print("to send them: dispatch send (shows the plan and asks), or dispatch send --yes", markup=False)
+            return
+        if not plan.items:
+            summary = plan.summary()
+            out.print("nothing to send", markup=False)
+            _print_summary(summary)
+            raise typer.Exit(0 if summary.ok else 1)
+        if not yes:
+            _show_plan(plan, settings)
+            if not _is_terminal():
+                raise SendError("not sending: confirmation is needed and this is not a terminal",
+                                hint="run dispatch send in a terminal to confirm, or dispatch send --yes to send without "
+                                     "asking (dispatch send --dry-run writes the messages to files to check first)")
+            if not typer.confirm(f"Send {len(plan.items)} message(s)?", default=False):
+                out.print("nothing was sent", markup=False)
+                raise typer.Exit(1)
+        password = campaign.smtp_password(settings) if settings.username else None
+        if settings.username and password is None and _is_terminal():
+            password = typer.prompt(f"SMTP password for {settings.username} on {settings.host}", hide_input=True)
+        with progress_bar() as progress:
+            task = progress.add_task("sending", total=len(plan.items), rate="")
+            started = time.monotonic()
+
+            def on_progress(item, outcome) -> None:
+                done = progress.tasks[0].completed + 1
+                rate = done / max(time.monotonic() - started, 1e-6)
+                progress.update(task, advance=1, rate=f"{rate:.1f} messages/s")
+
+            summary = run.send(plan, settings, password, on_progress)
+    _print_summary(summary)
+    refresh_report(ws, letter, checked=plan.campaign)
+    if not summary.ok:
+        raise typer.Exit(1)
