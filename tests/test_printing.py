@@ -12,7 +12,7 @@ from pypdf import PdfReader
 
 from dispatch import campaign, printing
 from dispatch.errors import PrintError, SettingsError, ValidationFailed
-from dispatch.pdf import PdfRenderer
+from dispatch.pdf.engine import PdfRenderer
 from dispatch.workspace import open_workspace
 from tests.conftest import LETTER, flat, pdf_text, row, ws
 
