@@ -1,32 +1,50 @@
-# make demo: set everything up and render the sample campaign into out/.
-# make test: set everything up (with test tools) and run the whole test suite.
+# make demo: set up what the commands need (nothing more) and render the sample campaign into out/.
+# make test: add every extra and the test tools, then run the whole test suite twice: as Linux runs it,
+#            then with workers started as new interpreters (spawn), as macOS and Windows run it.
+# make bench: add the benchmark tools (Typst) and run the benchmarks.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --quiet --disable-pip-version-check
+EXTRAS := sign,watch,keyring
+
+RUNTIME := $(VENV)/.runtime
+TESTING := $(VENV)/.testing
+BENCHING := $(VENV)/.benchmarking
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(RUNTIME): pyproject.toml constraints.txt
 	@$(PYTHON) tools/check_system.py
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,bench]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade "pip>=24"
+	$(PIP) install -c constraints.txt -e .
 	@touch $@
 
-demo: $(STAMP)
+$(TESTING): $(RUNTIME)
+	$(PIP) install -c constraints.txt -e '.[$(EXTRAS),test]'
+	@touch $@
+
+$(BENCHING): $(TESTING)
+	$(PIP) install -c constraints.txt -e '.[$(EXTRAS),test,bench]'
+	@touch $@
+
+demo: $(RUNTIME)
 	$(BIN)/dispatch validate
 	$(BIN)/dispatch render
 	@echo "The letters are in out/icc-states-parties-2020/. Next: dispatch preview NA, dispatch --help"
 
-test: $(STAMP)
+lint: $(TESTING)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n auto
 
-bench: $(STAMP)
+test: lint
+	$(BIN)/python -m pytest -n auto
+	DISPATCH_START_METHOD=spawn $(BIN)/python -m pytest -n auto --ignore tests/test_install.py
+
+bench: $(BENCHING)
 	$(BIN)/python bench/render.py --recipients 125 --typst --whole
 	$(BIN)/python bench/send.py --recipients 500
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache build

@@ -7,6 +7,7 @@ Tokens never appear in a repr, an exception message or a log line.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Protocol
 
 from dispatch.errors import SendError
+from dispatch.extras import missing
 from dispatch.mail.accounts import config_dir
 
 log = logging.getLogger(__name__)
@@ -186,6 +188,8 @@ def token_store(environ: Mapping[str, str] = os.environ) -> TokenStore:
         if backend is not None:
             return KeyringStore(backend)
         if choice == "keyring":
+            if importlib.util.find_spec("keyring") is None:  # an extra: pip install 'dispatch-letters[keyring]'
+                raise missing("keyring", f"{STORE_VARIABLE}=keyring", SendError)
             raise SendError(f"{STORE_VARIABLE}=keyring but no usable system keyring was found",
                             hint="install and unlock a keyring (GNOME Keyring, KWallet, macOS Keychain, Windows "
                                  f"Credential Manager), or set {STORE_VARIABLE}=file")

@@ -6,17 +6,23 @@ caller and kept only in memory, never written anywhere.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import SignError
+from dispatch.errors import SignError
+from dispatch.extras import require
 
 log = logging.getLogger(__name__)
 
 FIELD_NAME = "Signature"
+
+
+def _need_pyhanko(what: str) -> None:
+    require("pyhanko", "sign", what, SignError)  # an extra: pip install 'dispatch-letters[sign]'
 
 
 class Signer:
@@ -45,6 +51,7 @@ class Signer:
 
 def read_key_file(key_file: Path) -> bytes:
     """The bytes of a PKCS#12 file, read before its password is asked for."""
+    _need_pyhanko("signing PDFs (--sign)")  # said before a password is asked for
     try:
         return key_file.read_bytes()
     except FileNotFoundError:
@@ -56,6 +63,7 @@ def read_key_file(key_file: Path) -> bytes:
 
 def open_signer(key_file: Path, password: str | None, *, data: bytes | None = None) -> Signer:
     """Load the key and certificate of a PKCS#12 file; a wrong password or file is a SignError."""
+    _need_pyhanko("signing PDFs (--sign)")
     from pyhanko.sign import signers
 
     data = read_key_file(key_file) if data is None else data
@@ -86,6 +94,10 @@ class SignatureCheck:
 
 def check_signature(data: bytes, *, trust: Iterable[bytes] = ()) -> SignatureCheck:
     """Check the last signature of a PDF. trust: certificates (PEM or DER) the signer must chain to."""
+    if importlib.util.find_spec("pyhanko") is None:
+        if b"/ByteRange" not in data:  # a signature lies uncompressed in the file: none here
+            return SignatureCheck(signed=False, problem="the file is not signed")
+        _need_pyhanko("checking a PDF's signature")
     from pyhanko.pdf_utils.misc import PdfError
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation.errors import SignatureValidationError
