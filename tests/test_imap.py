@@ -205,3 +205,11 @@ def test_no_password_and_no_token(dovecot: Dovecot) -> None:
     with pytest.raises(ImapError, match="no OAuth token source"):
         ImapClient(ImapSettings(**{**settings.__dict__, "auth": "oauth2"})).open()
     assert issubclass(ImapError, SendError)
+
+
+def test_a_closed_connection_says_so(dovecot: Dovecot) -> None:
+    imap = client(dovecot)
+    with imap:
+        imap.examine("INBOX")
+    with pytest.raises(ImapError, match="the IMAP connection is closed"):
+        imap.special_folders()

@@ -145,7 +145,7 @@ class ImapClient:
         s = self.settings
         context = ssl.create_default_context(cafile=s.cafile) if s.security != "none" else None
         try:
-            with self._talking("connecting"):
+            with self._talking("connecting", connecting=True):
                 conn = BoundedIMAP4(s, context if s.security == "tls" else None)
             self._conn = conn
             with self._talking("securing the connection"):
@@ -206,10 +206,12 @@ class ImapClient:
                 conn.drop()
 
     @contextmanager
-    def _talking(self, what: str, seconds: float | None = None) -> Iterator[None]:
+    def _talking(self, what: str, connecting: bool = False) -> Iterator[None]:
         """One operation: a fresh deadline and byte budget; imaplib's errors become ImapError."""
         if self._conn is not None:
-            self._conn.begin(seconds)
+            self._conn.begin()
+        elif not connecting:
+            raise ImapError("the IMAP connection is closed", hint="open it again (ImapClient.open)")
         s = self.settings
         try:
             yield
@@ -245,7 +247,9 @@ class ImapClient:
             if "SPECIAL-USE" in self._conn.capabilities:
                 try:
                     data = self._command("LIST", "(SPECIAL-USE)", '""', '"*"')
-                except imaplib.IMAP4.error:
+                except imaplib.IMAP4.abort:
+                    raise
+                except imaplib.IMAP4.error:  # LIST-EXTENDED refused: the flags come with a plain LIST too
                     data = None
             if data is None:
                 data = self._command("LIST", '""', '"*"')
