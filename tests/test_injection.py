@@ -76,6 +76,59 @@ def test_merged_html_has_no_live_markup_from_cells(make_workspace, http_server):
     folder = make_workspace([{**row("NA", "Namibia", mission=f"<script src='{base}/x.js'></script>"),
                               "state": "\"><svg onload=alert(1)>"}])
     c = campaign.load(ws(folder))
-    html = c.merger().html(c.recipients.rows[0])
+    html = campaign.merger(c).html(c.recipients.rows[0])
     assert "<script" not in html and "<svg" not in html
     assert "&lt;script" in html and "&lt;svg" in html
+
+
+def test_cells_are_data_in_the_email_its_subject_and_the_attachment_name(make_workspace, smtp_env):
+    """The cells that look like templates or markup reach the email as written: in the text, in the HTML part
+    (escaped), in the subject, and in the attachment's name (made a safe file name, never evaluated)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    from typer.testing import CliRunner
+
+    from dispatch.cli import app
+    from tests.conftest import email_row
+
+    code = "{{ 7*7 }} {% include 'letter.css' %}"
+    folder = make_workspace([email_row("NA", code, "mission.na@example.org",
+                                       salutation="<script>alert(1)</script> {{ 6*7 }},")])
+    templates = folder / "templates"
+    email = (templates / "email.txt.j2").read_text(encoding="utf-8")
+    (templates / "email.txt.j2").write_text(
+        email.replace("{% set subject = letter.subject %}", "{% set subject = letter.subject ~ ' — ' ~ state %}"),
+        encoding="utf-8")
+    (templates / "email.html.j2").write_text("<p>{{ salutation }}</p>\n<p>To {{ state }}: {{ attachment }}</p>\n",
+                                             encoding="utf-8")
+    result = CliRunner().invoke(app, ["-C", str(folder), "send", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    message = BytesParser(policy=policy.default).parsebytes((folder / "out" / "letter" / "outbox" / "NA.eml").read_bytes())
+    assert message["subject"] == f"A test letter — {code}"
+    text = message.get_body(("plain",)).get_content()
+    assert code in text and "<script>alert(1)</script> {{ 6*7 }}," in text
+    html = message.get_body(("html",)).get_content()
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; {{ 6*7 }}," in html
+    assert "To {{ 7*7 }} {% include &#39;letter.css&#39; %}: Joint-letter-7-7-include-letter.css.pdf" in html
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "Joint-letter-7-7-include-letter.css.pdf"
+    letter_css = (templates / "letter.css").read_text(encoding="utf-8")
+    for part in (message["subject"], text, html):
+        assert "49" not in part and "42" not in part and letter_css.strip().splitlines()[0] not in part
+
+
+def test_html_templates_escape_and_text_templates_do_not(make_workspace):
+    """Autoescaping is on for every HTML template (the letter's layout, the print layouts, the HTML email) and
+    off for text (the letter's body is escaped for Markdown instead; the email text is plain text)."""
+    from dispatch.merge.email import CoverNotes
+    from dispatch.merge.letter import Layouts, markdown_escape
+    from dispatch.merge.versions import VersionMerger
+
+    folder = make_workspace([row("NA", "Namibia")])
+    merger = VersionMerger(campaign.load(ws(folder))).mergers["en"]
+    notes = CoverNotes(folder / "templates", attachment="x")
+    assert merger.layout_env.autoescape is True and Layouts(folder / "templates").env.autoescape is True
+    assert notes.html_env.autoescape is True and notes.text_env.autoescape is False
+    assert merger.body_env.autoescape is False
+    assert merger.body_env.finalize("<b>*x*</b>") == markdown_escape("<b>*x*</b>") == "\\<b\\>\\*x\\*\\<\\/b\\>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
+from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
@@ -87,3 +88,53 @@ def test_any_cells_merge_or_fail_with_a_dispatch_error(make_workspace, state, mi
         return
     for problem in problems:
         assert problem.file and problem.message
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(state=ANY_TEXT, salutation=ANY_TEXT)
+def test_any_cells_reach_the_email_as_written_or_fail_with_a_dispatch_error(tmp_path, state, salutation):
+    from dispatch.merge.email import CoverNotes
+
+    templates = tmp_path / "templates"
+    templates.mkdir(exist_ok=True)
+    (templates / "email.txt.j2").write_text("{% set subject = 'Letter to ' ~ state %}\n{{ salutation }}\n[{{ state }}]\n")
+    (templates / "email.html.j2").write_text("<p>{{ salutation }}</p><p>[{{ state }}]</p>\n")
+    notes = CoverNotes(templates, attachment="Letter {{ state }}")
+    try:
+        note = notes.render({"state": state, "salutation": salutation, "letter": {"subject": "S"}}, "X")
+    except DispatchError as exc:
+        assert "line break" in str(exc), str(exc)  # the only refusal: a line break in the subject
+        event("refused")
+        return
+    event("sent")
+    assert note.subject == ("Letter to " + state).strip()
+    assert f"[{state}]" in note.text and salutation in note.text
+    assert note.attachment_name.endswith(".pdf") and "/" not in note.attachment_name
+
+
+WIDTH_EXPRESSIONS = {
+    "ljust": '"x".ljust({n})', "center": '"x".center({n})', "zfill": '"7".zfill({n})',
+    "percent": '"%{n}s" % "x"', "format": '"{{:{n}}}".format("x")', "center filter": '"x" | center({n})',
+    "format filter": '"%{n}s" | format("x")', "repetition": '"x" * {n}',
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(sorted(WIDTH_EXPRESSIONS)), n=st.one_of(st.integers(0, 3_000_000),
+                                                                   st.integers(0, 10**12)))
+def test_a_width_gives_that_many_characters_or_is_refused_before_it_is_made(kind, n):
+    from dispatch.merge import limits, sandbox
+
+    env = sandbox.environment(limits.LETTER, templates=Path("/nonexistent"), autoescape=False)
+    expression = WIDTH_EXPRESSIONS[kind].format(n=n)
+    template = env.from_string("{{ " + expression + " }}")
+    try:
+        text = sandbox.generate(template, {})[0]
+    except limits.LimitExceeded as exc:
+        assert n > limits.LETTER.chars - 10, (expression, str(exc))
+        assert "would make more text than a letter can hold" in str(exc)
+        event("refused")
+        return
+    assert len(text) == (n if kind == "repetition" else max(n, 1))
+    assert n <= limits.LETTER.chars
+    event("made")
