@@ -8,14 +8,14 @@ from pypdf import PdfReader
 from dispatch import campaign
 from dispatch.errors import RenderError, TemplateError, ValidationFailed
 from dispatch.models import Recipient
-from dispatch.pdf import PdfRenderer
-from dispatch.render import markdown_escape
+from dispatch.pdf.engine import PdfRenderer
+from dispatch.merge.letter import markdown_escape
 from tests.conftest import LETTER, flat, pdf_text, row, ws
 
 
 def merged_html(folder, recipient_id="NA"):
     c = campaign.load(ws(folder))
-    return c.merger().html(c.recipients.by_id()[recipient_id])
+    return campaign.merger(c).html(c.recipients.by_id()[recipient_id])
 
 
 def test_cells_are_printed_literally_never_evaluated(make_workspace):
@@ -40,7 +40,7 @@ def test_undefined_name_in_body_names_letter_line_and_recipient(make_workspace):
     folder = make_workspace([row("NA", "Namibia")], letter=letter)
     c = campaign.load(ws(folder))
     with pytest.raises(TemplateError) as caught:
-        c.merger().html(c.recipients.rows[0])
+        campaign.merger(c).html(c.recipients.rows[0])
     assert str(caught.value) == "letters/letter.md:10: 'stat' is undefined (recipient 'NA', recipients.csv line 2)"
 
 
@@ -138,7 +138,11 @@ def test_renderer_fetches_nothing_outside_templates(make_workspace, tmp_path):
 def test_partial_output_is_never_left_behind(make_workspace):
     # The rename at the end fails (a folder stands where the PDF goes): no temporary file may remain.
     # The first letter that fails stops the run: FR is not rendered after it.
+    from dispatch.journal import Journal
+
     folder = make_workspace([row("NA", "Namibia"), row("FR", "France")])
+    with Journal(folder / "dispatch.db"):
+        pass  # the campaign has its journal: the folder below is not taken for letters rendered without one
     out = folder / "out" / "letter"
     (out / "NA.pdf").mkdir(parents=True)
     summary = campaign.render(ws(folder), jobs=1)
