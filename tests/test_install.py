@@ -178,6 +178,13 @@ def test_constraints_pin_every_declared_package():
     assert pinned["weasyprint"].startswith("70.")  # within the bound the PDF code is written for
 
 
+def test_every_folder_of_code_is_a_package():
+    # A folder without __init__.py is a namespace package: setuptools leaves it out of the wheel, and
+    # import-linter does not see it. The installed command would then miss its modules.
+    folders = {p.parent for p in (REPO / "src" / "dispatch").rglob("*.py")}
+    assert sorted(str(f.relative_to(REPO)) for f in folders if not (f / "__init__.py").is_file()) == []
+
+
 def test_weasyprint_is_bounded_where_the_code_reaches_into_it():
     [weasyprint] = [r for r in PYPROJECT["project"]["dependencies"] if _name(r) == "weasyprint"]
     assert "<71" in weasyprint.replace(" ", "")
