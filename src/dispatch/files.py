@@ -55,6 +55,9 @@ def _write_error(path: Path, exc: OSError) -> RenderError:
     reason = exc.strerror
     if isinstance(exc, FileExistsError | NotADirectoryError):
         reason = "a file stands where a folder should be"
+    if os.name == "nt" and isinstance(exc, PermissionError) and path.exists():
+        return RenderError(f"cannot replace {path.name}: another program has it open", file=str(path.parent),
+                           hint="close it in the PDF viewer (or the program that shows it), then run the command again")
     return RenderError(f"cannot write {path.name}: {reason}", file=str(path.parent),
                        hint="check that the output folder is writable and the disk is not full")
 
@@ -76,6 +79,9 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether a process still runs (its temporary files are its own). On Windows os.kill would end it."""
+    if os.name == "nt":
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -83,6 +89,20 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 
