@@ -20,9 +20,12 @@ from dispatch.errors import JournalError
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x44535054  # "DSPT" in the SQLite header: this file is a dispatch journal
 KINDS = ("rendered", "sending", "sent", "failed", "uncertain", "delivered", "delivery-withdrawn", "printed",
-         "recovered")
-EMAIL_KINDS = ("sending", "sent", "failed", "uncertain")
+         "recovered", "bounced", "delayed", "replied", "auto-replied")
+EMAIL_KINDS = ("sending", "sent", "failed", "uncertain", "bounced")
 DELIVERY_KINDS = ("delivered", "delivery-withdrawn")
+# What came back to the mailbox after sending (dispatch track). A `bounced` event (a permanent failure
+# reported after the server took the message) is an email state; a delay and the replies are not.
+ANSWER_KINDS = ("bounced", "delayed", "replied", "auto-replied")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -65,8 +68,9 @@ class EmailState:
 
     @property
     def status(self) -> str:
-        """pending, sent, failed, retry (a temporary failure), uncertain, or interrupted (a `sending`
-        with no outcome: the run stopped while the message was with the server)."""
+        """pending, sent, failed, retry (a temporary failure), uncertain, interrupted (a `sending`
+        with no outcome: the run stopped while the message was with the server), or bounced (a delivery
+        status notification said the message did not arrive)."""
         if self.latest is None:
             return "pending"
         kind = self.latest.kind
@@ -75,6 +79,45 @@ class EmailState:
         if kind == "failed" and not self.latest.data.get("permanent"):
             return "retry"
         return kind
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What came back for one recipient: when the first reply and the first automatic reply were written
+    (UTC, ISO 8601; empty for none), and the latest delay reported for its message."""
+
+    replied: str = ""
+    auto_reply: str = ""
+    delayed: Event | None = None
+
+
+# Where `dispatch track` stopped reading each folder: a second, append-only table, made the first time a
+# mailbox is read (a journal that never was stays as it is; the schema version does not change).
+_READS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS mailbox_reads (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        at          TEXT NOT NULL,
+        mailbox     TEXT NOT NULL,
+        folder      TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid    INTEGER NOT NULL
+    )""",
+    """CREATE TRIGGER IF NOT EXISTS mailbox_reads_are_never_changed BEFORE UPDATE ON mailbox_reads
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS mailbox_reads_are_never_deleted BEFORE DELETE ON mailbox_reads
+        BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END""",
+)
+
+
+def _utc(moment: str) -> str:
+    """An ISO 8601 time in UTC as "2026-11-28T14:30:00Z" (as given when it is not a time)."""
+    try:
+        parsed = dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        return moment
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def now() -> str:
@@ -226,6 +269,54 @@ class Journal:
                 sent[event.recipient] = event
         return {rid: EmailState(rid, event, sent.get(rid)) for rid, event in latest.items()}
 
+    # --- what came back to the mailbox (dispatch track) ------------------------------------------------
+
+    def answers(self, letter: str) -> dict[str, Answers]:
+        """For each recipient of a letter that got an answer: the first reply and automatic reply, the latest delay."""
+        found: dict[str, dict[str, Any]] = {}
+        for event in self.events(letter, kinds=("replied", "auto-replied", "delayed")):
+            seen = found.setdefault(event.recipient, {})
+            if event.kind == "delayed":
+                seen["delayed"] = event
+                continue
+            name = "replied" if event.kind == "replied" else "auto_reply"
+            moment = str(event.data.get("date") or event.at)
+            seen[name] = min(seen.get(name) or moment, moment, key=_utc)
+        return {rid: Answers(**{k: _utc(v) if isinstance(v, str) else v for k, v in seen.items()})
+                for rid, seen in found.items()}
+
+    def read_position(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, last UID read) of a mailbox's folder, as the last `record_read` left it; None before."""
+        try:
+            row = self._db.execute("SELECT uidvalidity, last_uid FROM mailbox_reads WHERE mailbox = ? AND folder = ? "
+                                   "ORDER BY id DESC LIMIT 1", (mailbox, folder)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None  # no mailbox was ever read for this journal
+            raise self._error(exc) from None
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return (int(row[0]), int(row[1])) if row else None
+
+    def record_read(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int,
+                    events: Iterable[tuple[str, str, str, Mapping[str, Any]]] = ()) -> None:
+        """Append what one read of the mailbox found and how far it read, in one transaction (all or none)."""
+        at = now()
+        rows = [(at, letter, recipient, kind, json.dumps(dict(data), sort_keys=True, ensure_ascii=False))
+                for letter, recipient, kind, data in events]
+        if any(row[3] not in KINDS for row in rows):
+            raise ValueError("unknown event kind")
+        try:
+            with self._transaction():
+                for statement in _READS_SCHEMA:
+                    self._db.execute(statement)
+                self._db.executemany(
+                    "INSERT INTO events (at, letter, recipient, kind, data) VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.execute("INSERT INTO mailbox_reads (at, mailbox, folder, uidvalidity, last_uid) "
+                                 "VALUES (?, ?, ?, ?, ?)", (at, mailbox, folder, uidvalidity, last_uid))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
     def close(self) -> None:
         self._db.close()
 
@@ -243,7 +334,7 @@ MISSING_HINT = ("restore dispatch.db from your backup; if it is lost, `dispatch 
                 "is sent twice")
 _REPAIR_HINT = ("keep this file (it is the record of what was sent): restore dispatch.db from a backup, or run "
                 "`dispatch journal repair` (it moves this file aside, never deletes it)")
-_OURS = {"events", "sqlite_sequence"}
+_OURS = {"events", "sqlite_sequence", "mailbox_reads"}
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from typing import Mapping, Sequence
 
 from dispatch.status import StatusRow
 
-ORDER = ("sent", "pending", "retry", "failed", "uncertain", "interrupted", "delivered", "not yet")
+ORDER = ("sent", "pending", "retry", "failed", "bounced", "uncertain", "interrupted", "delivered", "not yet")
 COLOURS = {"sent": "#2e7d32", "delivered": "#1565c0", "pending": "#9e9e9e", "not yet": "#bdbdbd",
-           "retry": "#f9a825", "failed": "#c62828", "uncertain": "#ef6c00", "interrupted": "#ef6c00"}
+           "retry": "#f9a825", "failed": "#c62828", "bounced": "#c62828", "uncertain": "#ef6c00",
+           "interrupted": "#ef6c00"}
 
 
 def outcome(row: StatusRow) -> str:

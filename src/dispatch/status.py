@@ -19,13 +19,15 @@ class StatusRow:
     state: str
     channel: str
     pdf: str         # the first 12 hex digits of the PDF's SHA-256, or "missing"
-    email: str       # pending, sent, failed, retry, uncertain, interrupted; empty when not sent by email
+    email: str       # pending, sent, failed, retry, uncertain, interrupted, bounced; empty when not sent by email
     time: str        # of the latest email event (UTC, ISO 8601)
     message_id: str
-    reply: str       # the server's reply, or what is known about an uncertain message
+    reply: str       # the server's reply, what is known about an uncertain message, or the DSN's status and diagnostic
     delivery: str    # by hand: "delivered <when> to <whom>", "not yet", or empty when not printed
     flag: str        # e.g. "PDF changed after it was sent"
     sent_copy: str = ""  # the exact file that went out, in the sent archive (out/<letter>/sent/...)
+    replied: str = ""     # when the first reply was written (UTC, ISO 8601), from dispatch track; empty if none
+    auto_reply: str = ""  # when the first automatic reply (out of office...) was written; empty if none
 
 
 COLUMNS = tuple(f.name for f in fields(StatusRow))

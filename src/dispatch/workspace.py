@@ -67,6 +67,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "retries": (int, 4),       # more attempts after a temporary failure
         "retry_wait": (float, 2.0),  # seconds before the first retry; doubles each time
     },
+    # dispatch track: the mailbox folders where bounces and replies arrive, read without changing them.
+    "track": {
+        "folders": (list, ["INBOX"]),
+    },
 }
 # Settings that take one of a few words.
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {

@@ -85,11 +85,18 @@ def _delivered_text(event) -> str:
 @app.command()
 @handle_errors
 def status(letter: LetterOption = None, only: OnlyOption = None,
-           fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table, csv or json.")] = StatusFormat.table) -> None:
+           fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table, csv or json.")] = StatusFormat.table,
+           bounced: Annotated[bool, typer.Option("--bounced", help="Only the recipients whose email bounced (dispatch track): the addresses to look up.")] = False) -> None:
     """Show each recipient's PDF, email status, server reply and hand delivery, from the journal."""
     name, rows = campaign.status(workspace(), letter=letter, only=only)
+    if bounced:
+        rows = [row for row in rows if row.email == "bounced"]
     typer.echo(campaign.format_status(rows, fmt.value), nl=False)
     if fmt.value != "table":
+        return
+    if bounced:
+        out.print(f"letter '{name}': {len(rows)} email(s) bounced; correct the address in recipients.csv, then "
+                  "dispatch send sends to the new one", markup=False)
         return
     emails = [row for row in rows if row.email]
     sent = sum(1 for row in emails if row.email == "sent")

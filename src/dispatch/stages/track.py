@@ -18,6 +18,7 @@ def status_rows(campaign: Campaign, journal: Journal, only: list[str] | None = N
     name = campaign.letter_name
     states = journal.email_states(name)
     standing = journal.deliveries(name)
+    answers = journal.answers(name)  # replies and delays read from the mailbox by dispatch track
     rows = []
     for recipient in campaign.recipients.select(only):
         path = campaign.output_dir / f"{recipient.id}.pdf"
@@ -29,15 +30,18 @@ def status_rows(campaign: Campaign, journal: Journal, only: list[str] | None = N
         if state and state.sent is not None and current != state.sent.data.get("sha256"):
             flag = "PDF changed after it was sent" if current else "PDF deleted after it was sent"
         handed = standing.get(recipient.id)
+        got = answers.get(recipient.id) if recipient.wants_email else None
+        delayed = got.delayed if got and got.delayed and latest and got.delayed.id > latest.id else None
         rows.append(StatusRow(
             id=recipient.id, state=recipient.state, channel=recipient.channel,
             pdf=current[:12] if current else "missing",
             email=(state.status if state else "pending") if recipient.wants_email else "",
             time=latest.at if latest else "", message_id=data.get("message_id", ""),
-            reply=data.get("reply") or data.get("reason", ""),
+            reply=f"delayed: {delayed.data.get('reply', '')}" if delayed else data.get("reply") or data.get("reason", ""),
             delivery=(f"delivered {delivery_text(handed.data, handed.at)}" if handed
                       else "not yet" if recipient.wants_print else ""),
-            flag=flag, sent_copy=_sent_copy(campaign, recipient.id, state, handed)))
+            flag=flag, sent_copy=_sent_copy(campaign, recipient.id, state, handed),
+            replied=got.replied if got else "", auto_reply=got.auto_reply if got else ""))
     return rows
 
 

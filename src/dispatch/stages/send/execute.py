@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 from dispatch.archive import keep
 from dispatch.errors import SendError
 from dispatch.journal import EmailState, Journal
-from dispatch.mail.message import Outgoing
+from dispatch.mail.message import Outgoing, check_address
 from dispatch.mail.settings import SmtpSettings
 from dispatch.mail.smtp import Mailer, Outcome
 from dispatch.models import Recipient
@@ -62,6 +62,11 @@ def choose(recipients: Iterable[Recipient], states: Mapping[str, EmailState], *,
         latest = state.latest.data if state.latest else {}
         if rid in resend:
             reason = "resend"
+        elif status == "bounced":  # a DSN said it did not arrive: tried again once the address is corrected
+            if _same_address(latest.get("email", ""), recipient.get("email")):
+                choice.failed_earlier.append((rid, f"bounced: {latest.get('reply', '')}"))
+                continue
+            reason = "new-address"
         elif state.sent is not None:
             choice.already_sent.append(rid)
             continue
@@ -82,6 +87,16 @@ def choose(recipients: Iterable[Recipient], states: Mapping[str, EmailState], *,
         else:
             choice.to_send.append((recipient, reason))
     return choice
+
+
+def _same_address(sent_to: str, written: str) -> bool:
+    """Whether the address a message bounced from is still the one in recipients.csv (as mail addresses)."""
+    if not sent_to:
+        return True  # not known: never a second message by itself
+    try:
+        return check_address((written or "").strip(), "email").text.lower() == sent_to.lower()
+    except SendError:
+        return False
 
 
 @dataclass(frozen=True)
