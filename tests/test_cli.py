@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import click
+import pytest
 from typer.testing import CliRunner
 
 from dispatch.cli import app
@@ -125,13 +129,43 @@ def test_not_a_campaign(tmp_path):
     assert result.stderr.startswith(f"error: {tmp_path} is not a dispatch campaign: it has no dispatch.toml\n  hint: ")
 
 
-def test_every_command_has_help():
-    group = typer_group()
-    for name, command in group.commands.items():
-        assert command.help and len(command.help) > 20, name
-        result = runner.invoke(app, [name, "--help"])
-        assert result.exit_code == 0
-        assert command.help.splitlines()[0] in " ".join(result.output.split())
+def every_command(group=None, path=()):
+    """(words, command) for the application and each command and sub-command under it."""
+    group = group or typer_group()
+    yield path, group
+    for name, command in getattr(group, "commands", {}).items():
+        yield from every_command(command, path + (name,))
+
+
+# What Typer shows for a parameter without a metavar: a Python type instead of a word a user writes.
+PYTHON_TYPES = re.compile(r"<(str|int|float|bool|path|file|list|tuple|dict|uuid|datetime|choice)\b|"
+                          r"\[(str|int|Path)\]|<[a-z]+\|[a-z|]+>|\{[a-z_]+\}|x[<>]=|int range")
+
+
+def test_every_command_has_help_without_python_type_names():
+    commands = list(every_command())
+    assert {" ".join(words) for words, _ in commands} >= {"", "render", "print", "send", "status", "mark", "verify",
+                                                          "journal check", "journal repair"}
+    for words, command in commands:
+        assert command.help and len(command.help) > 20, words
+        result = runner.invoke(app, [*words, "--help"])
+        assert result.exit_code == 0, words
+        assert command.help.splitlines()[0] in " ".join(result.output.split()), words
+        found = PYTHON_TYPES.search(result.output)
+        assert found is None, f"dispatch {' '.join(words)} --help shows {found.group(0)!r}:\n{result.output}"
+    assert "--only ID" in runner.invoke(app, ["render", "--help"]).output
+    assert "--jobs N" in runner.invoke(app, ["render", "--help"]).output
+    assert "Usage: dispatch mark [OPTIONS] ID..." in runner.invoke(app, ["mark", "--help"]).output
+
+
+def test_help_says_what_print_renders_and_where_send_finds_its_server():
+    printing = " ".join(runner.invoke(app, ["print", "--help"]).output.split())
+    assert printing.startswith("Usage: dispatch print [OPTIONS] Render the letters to print that are new or changed")
+    sending = " ".join(runner.invoke(app, ["send", "--help"]).output.split())
+    for variable in ("DISPATCH_SMTP_HOST", "DISPATCH_SMTP_PORT", "DISPATCH_SMTP_SECURITY", "DISPATCH_SMTP_USERNAME",
+                     "DISPATCH_SENDER", "DISPATCH_SMTP_PASSWORD"):
+        assert variable in sending
+    assert "Renders first the letters that are new or changed" in sending
 
 
 def typer_group() -> click.Group:
@@ -155,7 +189,7 @@ def test_skeleton_templates_match_the_sample_campaign():
 def test_print_writes_the_bundle_and_says_what_is_in_it(make_workspace):
     folder = make_workspace([row("NA", "Namibia", address="135 East 36th Street\nNew York, NY 10016"),
                              row("KE", "Kenya", address="866 UN Plaza\nNew York, NY 10017"), row("AL", "Albania")])
-    result = run("-C", str(folder), "print", "--duplex", "--allow-missing-address", "--envelope", "C5")
+    result = run("-C", str(folder), "print", "--duplex", "--envelope", "C5")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[:4] == [
@@ -166,7 +200,14 @@ def test_print_writes_the_bundle_and_says_what_is_in_it(make_workspace):
     ]
     assert lines[4].startswith("written to out/letter/print/ in ")
     assert lines[4].endswith(" s; after delivery: dispatch mark ID --delivered --by NAME")
-    assert result.stderr == "warning: no envelope or label for 1 recipient(s) without a postal address: AL\n"
+    # Without an address the letter is printed all the same (no envelope or label), and the run goes on.
+    assert result.stderr == (
+        "warning: 1 of 3 letter(s) have no postal address, so no envelope or label: AL\n"
+        "  hint: their letters are in letters.pdf and listed last in the manifest, to deliver by hand or have "
+        "collected; add the address to recipients.csv for an envelope and a label (dispatch print "
+        "--require-address stops when one is missing)\n")
+    old = run("-C", str(folder), "print", "--allow-missing-address")  # what scripts said before it was the default
+    assert old.exit_code == 0 and old.stdout.startswith("letters.pdf: 3 letter(s)")
 
 
 def test_print_usage_errors(make_workspace):
@@ -178,16 +219,20 @@ def test_print_usage_errors(make_workspace):
     assert not (folder / "out").exists()
 
 
-def test_print_refuses_the_sample_campaign_listing_missing_addresses(sample):
-    result = run("-C", str(sample), "print")
+def test_print_require_address_refuses_the_sample_campaign_listing_missing_addresses(sample):
+    result = run("-C", str(sample), "print", "--require-address")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 112  # 124 letters to print, 12 with an address
     assert errors[0] == "error: recipients.csv:5: address: Albania (AL) is to be printed but has no postal address"
-    assert lines[-1] == ("  hint: 112 recipient(s) to be printed have no postal address: add them to recipients.csv, "
-                         "or run dispatch print --allow-missing-address to print their letters without envelopes or labels")
+    assert lines[-1] == ("  hint: 112 recipient(s) to be printed have no postal address: add it to recipients.csv, "
+                         "or run dispatch print without --require-address to print their letters without envelope or "
+                         "label, to deliver by hand or have collected")
     assert not (sample / "out").exists()
+    both = run("-C", str(sample), "print", "--require-address", "--allow-missing-address")
+    assert (both.exit_code, both.stderr) == (
+        2, "error: --require-address and --allow-missing-address say opposite things: choose one\n")
     assert run("-C", str(sample), "validate").exit_code == 0  # for validate, a missing address stays a warning
 
 
@@ -261,3 +306,74 @@ def test_html_format_opens_from_the_output_folder(make_workspace):
     weasyprint.HTML(filename=str(html)).write_pdf(folder / "naive.pdf")
     assert run("-C", str(folder), "render").exit_code == 0
     assert flat(pdf_text(folder / "naive.pdf")) == flat(pdf_text(folder / "out" / "letter" / "NA.pdf"))
+
+
+def test_every_prompt_goes_to_stderr():
+    # stdout is what a command answers (a table, JSON, a path) and may be redirected; a question on it
+    # would be lost in a file, or break the JSON. Every typer.prompt and typer.confirm says err=True.
+    import ast
+
+    from tests.conftest import REPO
+
+    calls = []
+    for path in sorted((REPO / "src" / "dispatch" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in ("prompt", "confirm") and getattr(node.func.value, "id", "") == "typer":
+                calls.append((path.name, node.lineno, any(k.arg == "err" and getattr(k.value, "value", None) is True
+                                                          for k in node.keywords)))
+    assert len(calls) >= 3  # the signing key's password, the confirmation to send, the SMTP password
+    assert [c for c in calls if not c[2]] == []
+
+
+@pytest.mark.slow
+def test_send_asks_on_stderr_and_answers_on_stdout(make_workspace, smtp_env):
+    # A real terminal for stdin and stdout (send asks only there); stderr goes to a pipe, where the
+    # confirmation and the password prompt must appear, and not on the terminal's stdout.
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import email_row
+    from tests.smtp_server import PASSWORD, smtp_server
+
+    smtp_env.delenv("DISPATCH_SMTP_PASSWORD")
+    with smtp_server() as server:
+        folder = make_workspace([email_row("NA", "Namibia", "na@example.org")], settings=server.settings())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
+        env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+        master, slave = os.openpty()
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "dispatch"), "-C", str(folder), "send"],
+                                stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=env, close_fds=True)
+        os.close(slave)
+        stdout, stderr = bytearray(), bytearray()
+
+        def read_until(text: bytes, seen: bytearray, timeout: float = 60) -> None:
+            end = time.monotonic() + timeout
+            while text not in seen:
+                assert time.monotonic() < end, f"never saw {text!r}: stdout {bytes(stdout)!r} stderr {bytes(stderr)!r}"
+                ready, _, _ = select.select([master, proc.stderr], [], [], 0.1)
+                for fd in ready:
+                    try:
+                        chunk = os.read(master if fd == master else proc.stderr.fileno(), 4096)
+                    except OSError:
+                        chunk = b""
+                    (stdout if fd == master else stderr).extend(chunk)
+
+        try:
+            read_until(b"Send 1 message(s)? [y/N]: ", stderr)
+            os.write(master, b"y\n")
+            read_until(b"SMTP password for coordinator@example.org on 127.0.0.1: ", stderr)
+            os.write(master, PASSWORD.encode() + b"\n")
+            read_until(b"messages/s)", stdout)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            proc.kill()
+            os.close(master)
+            proc.stderr.close()
+    assert b"  To: na@example.org" in stdout  # the plan is the command's output
+    assert b"Send 1 message(s)?" not in stdout and b"SMTP password" not in stdout
+    assert PASSWORD.encode() not in stdout + stderr
+    assert len(server.handler.messages) == 1

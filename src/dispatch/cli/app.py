@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Callable
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from dispatch import __version__
 from dispatch.errors import DispatchError, Problem
@@ -27,7 +28,54 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from dispatch.workspace import Workspace
-app = typer.Typer(
+class Command(TyperCommand):
+    """A command whose help names each value as a user writes it (ID, N, FOLDER, PDF...): an argument is shown
+    by its metavar alone, without Typer's Python type (`<list[str]>`), and a range in words."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument" and param.metavar:
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: typer.Context, formatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            name, text = record
+            if param.param_type_name == "argument":
+                sections["Arguments"].append((param.metavar or name, _range_in_words(param, text)))
+            else:
+                sections["Options"].append((name, _range_in_words(param, text)))
+        for title, rows in sections.items():
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _range_in_words(param, text: str) -> str:
+    """"[x>=1]" (Typer's notation for min=1) as "[at least 1]"."""
+    low, high = getattr(param, "min", None), getattr(param, "max", None)
+    if low is None and high is None:
+        return text
+    typer_says = f"x<={high}" if low is None else f"x>={low}" if high is None else f"{low}<=x<={high}"
+    words = f"at most {high}" if low is None else f"at least {low}" if high is None else f"{low} to {high}"
+    return text.replace(typer_says, words)
+
+
+class Typer(typer.Typer):
+    """Commands made with @app.command() get the help of Command."""
+
+    def command(self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs):
+        return super().command(name, cls=cls or Command, **kwargs)
+
+
+app = Typer(
     name="dispatch",
     help="Merge one letter with a list of recipients, render a PDF for each, and send or print them.",
     no_args_is_help=True,
@@ -98,7 +146,7 @@ def _show_version(value: bool) -> None:
 
 
 @app.callback()
-def main(workspace: Annotated[Path, typer.Option("-C", "--workspace", help="The campaign folder (default: the current folder).", show_default=False)] = Path("."),
+def main(workspace: Annotated[Path, typer.Option("-C", "--workspace", metavar="FOLDER", help="The campaign folder (default: the current folder).", show_default=False)] = Path("."),
          quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the final summary.")] = False,
          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens, for troubleshooting.")] = False,
          version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True,

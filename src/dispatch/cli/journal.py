@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from dispatch import campaign
-from dispatch.cli.app import app, err, handle_errors, out, workspace
+from dispatch.cli.app import Typer, app, err, handle_errors, out, workspace
 
-journal_app = typer.Typer(help="Check the journal (dispatch.db), or repair a lost, empty or damaged one.",
+journal_app = Typer(help="Check the journal (dispatch.db), or repair a lost, empty or damaged one.",
                           no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(journal_app, name="journal")
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @app.command()
 @handle_errors
-def init(directory: Annotated[Path, typer.Argument(help="Folder to create.")]) -> None:
+def init(directory: Annotated[Path, typer.Argument(metavar="FOLDER", help="Folder to create.")]) -> None:
     """Create a new campaign folder with a sample letter, recipients and templates."""
     created = campaign.init(directory)
     out.print(f"created {directory} with {len(created)} files", markup=False)
@@ -67,13 +67,13 @@ def _render_line(summary: campaign.RenderSummary, fmt: str, where: str, elapsed:
 @app.command()
 @handle_errors
 def render(letter: LetterOption = None, only: OnlyOption = None,
-           fmt: Annotated[str, typer.Option("--format", "-f", help="pdf, or html to debug a template.")] = "pdf",
-           jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1,
+           fmt: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="pdf, or html to debug a template.")] = "pdf",
+           jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, metavar="N",
                                                        help="Letters rendered at once (default: one per CPU).",
                                                        show_default=False)] = None,
            force: Annotated[bool, typer.Option("--force", help="Render every letter, even those up to date.")] = False,
            pdf_variant: Annotated[Optional[str], typer.Option(
-               "--pdf-variant", help="Archival PDF variant, e.g. pdf/a-3u, or 'none' for a plain PDF "
+               "--pdf-variant", metavar="VARIANT", help="Archival PDF variant, e.g. pdf/a-3u, or 'none' for a plain PDF "
                                      "(default: [campaign] pdf_variant in dispatch.toml).")] = None,
            sign: Annotated[Optional[Path], typer.Option(
                "--sign", metavar="KEYFILE.p12",
@@ -152,7 +152,8 @@ def _explain_lines(explanation: campaign.Explanation, rendered: int) -> list[str
 
 @app.command()
 @handle_errors
-def preview(recipient: Annotated[str, typer.Argument(help="Recipient id, e.g. NA.")], letter: LetterOption = None,
+def preview(recipient: Annotated[str, typer.Argument(metavar="ID", help="Recipient id, e.g. NA.")],
+            letter: LetterOption = None,
             open_: Annotated[bool, typer.Option("--open", help="Open the PDF with this computer's PDF viewer.")] = False,
             watch: Annotated[bool, typer.Option("--watch", help="Render again whenever the letter, a template, "
                                                 "dispatch.toml or recipients.csv changes (Ctrl-C to stop).")] = False) -> None:
@@ -199,7 +200,9 @@ def _open_viewer(ws: Workspace, pdf: Path) -> None:
 @app.command()
 @handle_errors
 def proof(letter: LetterOption = None) -> None:
-    """Write a proof sheet (page 1 of every letter, 12 to a page) and a report of what differs between letters."""
+    """Write a proof sheet (page 1 of every letter, 12 to a page) and a report of what differs between letters.
+
+    Renders first the letters that are new or changed since they were last rendered."""
     ws = workspace()
     with progress_bar() as progress:
         task = progress.add_task("proof sheet", total=None, rate="")

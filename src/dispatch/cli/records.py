@@ -19,17 +19,25 @@ if TYPE_CHECKING:
 @app.command(name="print")
 @handle_errors
 def print_(letter: LetterOption = None, only: OnlyOption = None,
-           order: Annotated[Optional[str], typer.Option("--order", help="state (default), group (regional group, then state) or csv (file order); default: [print] order.", show_default=False)] = None,
+           order: Annotated[Optional[str], typer.Option("--order", metavar="ORDER", help="state (default), group (regional group, then state) or csv (file order); default: [print] order.", show_default=False)] = None,
            duplex: Annotated[Optional[bool], typer.Option("--duplex/--simplex", help="Printing on both sides: add a blank back so every letter starts on a new sheet (default: [print] duplex).", show_default=False)] = None,
-           envelope: Annotated[Optional[str], typer.Option("--envelope", help="DL, C5 or C4 (default: [print] envelope).", show_default=False)] = None,
-           allow_missing_address: Annotated[bool, typer.Option("--allow-missing-address", help="Print the letters of recipients without a postal address too (they get no envelope or label).")] = False) -> None:
-    """Make the print run for hand delivery: letters, envelopes, labels and the courier's manifest."""
+           envelope: Annotated[Optional[str], typer.Option("--envelope", metavar="SIZE", help="DL, C5 or C4 (default: [print] envelope).", show_default=False)] = None,
+           require_address: Annotated[bool, typer.Option("--require-address", help="Stop when a recipient to be printed has no postal address, listing them all.")] = False,
+           allow_missing_address: Annotated[bool, typer.Option("--allow-missing-address", hidden=True, help="The default now; kept for scripts.")] = False) -> None:
+    """Render the letters to print that are new or changed, then make the print run for hand delivery in
+    out/<letter>/print/: the letters, envelopes, labels and the courier's manifest.
+
+    A recipient without a postal address gets no envelope or label: the letter is printed and listed last in
+    the manifest, to deliver by hand or have collected (--require-address stops instead)."""
+    if require_address and allow_missing_address:
+        err.print("error: --require-address and --allow-missing-address say opposite things: choose one", markup=False)
+        raise typer.Exit(2)
     ws = workspace()
     started = time.monotonic()
     with progress_bar() as progress:
         task = progress.add_task("rendering", total=None, rate="")
         summary = campaign.print_run(ws, letter=letter, only=only, order=order, duplex=duplex, envelope=envelope,
-                                     allow_missing_address=allow_missing_address,
+                                     allow_missing_address=not require_address,
                                      on_start=lambda total, up_to_date: progress.update(task, total=total),
                                      on_progress=lambda result: progress.update(task, advance=1))
     bundle, options = summary.bundle, summary.options
@@ -45,22 +53,31 @@ def print_(letter: LetterOption = None, only: OnlyOption = None,
         out.print(f"labels.pdf: {bundle.labels} label(s) on {bundle.label_sheets} sheet(s) of "
                   f"{options.labels.columns} x {options.labels.rows}", markup=False)
     out.print("manifest.pdf, manifest.csv: the courier's checklist, by building", markup=False)
-    if bundle.without_address:
-        ids = ", ".join(r.id for r in bundle.without_address)
-        err.print(f"warning: no envelope or label for {len(bundle.without_address)} recipient(s) without a postal "
-                  f"address: {ids}", markup=False)
+    if bundle.without_address and not state.quiet:
+        _warn_without_address(bundle.without_address, bundle.letters)
     out.print(f"written to {where}/ in {time.monotonic() - started:.1f} s; "
               "after delivery: dispatch mark ID --delivered --by NAME", markup=False)
     refresh_report(ws, letter)
 
 
+def _warn_without_address(recipients, letters: int) -> None:
+    """Who has no envelope or label, and what to do with their letters: the twelve first ids, then a count."""
+    ids = [r.id for r in recipients]
+    listed = ", ".join(ids[:12]) + (f" and {len(ids) - 12} more" if len(ids) > 12 else "")
+    err.print(f"warning: {len(ids)} of {letters} letter(s) have no postal address, so no envelope or label: {listed}",
+              markup=False)
+    err.print("  hint: their letters are in letters.pdf and listed last in the manifest, to deliver by hand or have "
+              "collected; add the address to recipients.csv for an envelope and a label "
+              "(dispatch print --require-address stops when one is missing)", markup=False)
+
+
 @app.command()
 @handle_errors
-def mark(ids: Annotated[list[str], typer.Argument(help="Recipient ids, e.g. NA FR.", show_default=False)],
+def mark(ids: Annotated[list[str], typer.Argument(metavar="ID...", help="Recipient ids, e.g. NA FR.", show_default=False)],
          delivered: Annotated[bool, typer.Option("--delivered", help="Record that the letter was delivered by hand.")] = False,
-         by: Annotated[Optional[str], typer.Option("--by", help="Who received it (or who delivered it).")] = None,
-         at: Annotated[Optional[str], typer.Option("--at", help="When, local time: 2026-11-28T14:30 (default: now).")] = None,
-         note: Annotated[Optional[str], typer.Option("--note", help="Anything worth keeping with the mark.")] = None,
+         by: Annotated[Optional[str], typer.Option("--by", metavar="NAME", help="Who received it (or who delivered it).")] = None,
+         at: Annotated[Optional[str], typer.Option("--at", metavar="TIME", help="When, local time: 2026-11-28T14:30 (default: now).")] = None,
+         note: Annotated[Optional[str], typer.Option("--note", metavar="TEXT", help="Anything worth keeping with the mark.")] = None,
          undo: Annotated[bool, typer.Option("--undo", help="Withdraw a mistaken mark.")] = False,
          letter: LetterOption = None) -> None:
     """Record in the journal that letters were delivered by hand (or withdraw the mark with --undo)."""
@@ -85,9 +102,12 @@ def _delivered_text(event) -> str:
 @app.command()
 @handle_errors
 def status(letter: LetterOption = None, only: OnlyOption = None,
-           fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table, csv or json.")] = StatusFormat.table,
+           fmt: Annotated[StatusFormat, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv or json (CSV and JSON hold every column).")] = StatusFormat.table,
            bounced: Annotated[bool, typer.Option("--bounced", help="Only the recipients whose email bounced (dispatch track): the addresses to look up.")] = False) -> None:
-    """Show each recipient's PDF, email status, server reply and hand delivery, from the journal."""
+    """Show where each letter stands, from the journal: one row per recipient.
+
+    The table fits 100 columns: id, state, channel, status (the email's, the hand delivery's), when, and the
+    note (a changed PDF or a failed message first, then the note from recipients.csv)."""
     name, rows = campaign.status(workspace(), letter=letter, only=only)
     if bounced:
         rows = [row for row in rows if row.email == "bounced"]
@@ -124,7 +144,7 @@ def refresh_report(ws: Workspace, letter: str | None, *, checked=None) -> None:
 
 @app.command()
 @handle_errors
-def verify(files: Annotated[list[Path], typer.Argument(help="PDF files to check.", show_default=False)],
+def verify(files: Annotated[list[Path], typer.Argument(metavar="PDF...", help="PDF files to check.", show_default=False)],
            trust: Annotated[Optional[list[Path]], typer.Option(
                "--trust", metavar="CERT.pem",
                help="A certificate the signer must chain to (repeatable); without it the signer is shown, "

@@ -86,12 +86,17 @@ def _print_summary(summary) -> None:
 @app.command()
 @handle_errors
 def send(letter: LetterOption = None, only: OnlyOption = None,
-         limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Send at most N messages in this run.")] = None,
+         limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Send at most N messages in this run.")] = None,
          yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")] = False,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Write each message to out/<letter>/outbox/<id>.eml; connect to no server.")] = False,
-         resend: Annotated[Optional[list[str]], typer.Option("--resend", help="Send to this recipient again, even if sent before (repeatable).")] = None,
+         resend: Annotated[Optional[list[str]], typer.Option("--resend", metavar="ID", help="Send to this recipient again, even if sent before (repeatable).")] = None,
          resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Send again the messages whose delivery is uncertain (check the mailbox first).")] = False) -> None:
-    """Email the letter to recipients whose channel is email or both: each once, with a journal."""
+    """Email the letter to recipients whose channel is email or both: each once, recorded in the journal.
+
+    Renders first the letters that are new or changed, shows the plan and the first message, and asks before
+    sending. The mail server comes from [smtp] in dispatch.toml; DISPATCH_SMTP_HOST, DISPATCH_SMTP_PORT,
+    DISPATCH_SMTP_SECURITY, DISPATCH_SMTP_USERNAME and DISPATCH_SENDER override it. The password comes from
+    DISPATCH_SMTP_PASSWORD, the system keyring, or a prompt; it is never written to a file."""
     ws = workspace()
     settings = None if dry_run else campaign.smtp_settings(ws)
     with campaign.SendRun(ws) as run:
@@ -120,12 +125,13 @@ def send(letter: LetterOption = None, only: OnlyOption = None,
                 raise SendError("not sending: confirmation is needed and this is not a terminal",
                                 hint="run dispatch send in a terminal to confirm, or dispatch send --yes to send without "
                                      "asking (dispatch send --dry-run writes the messages to files to check first)")
-            if not typer.confirm(f"Send {len(plan.items)} message(s)?", default=False):
+            if not typer.confirm(f"Send {len(plan.items)} message(s)?", default=False, err=True):
                 out.print("nothing was sent", markup=False)
                 raise typer.Exit(1)
         password = campaign.smtp_password(settings) if settings.username else None
         if settings.username and password is None and _is_terminal():
-            password = typer.prompt(f"SMTP password for {settings.username} on {settings.host}", hide_input=True)
+            password = typer.prompt(f"SMTP password for {settings.username} on {settings.host}", hide_input=True,
+                                    err=True)
         with progress_bar() as progress:
             task = progress.add_task("sending", total=len(plan.items), rate="")
             started = time.monotonic()

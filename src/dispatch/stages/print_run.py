@@ -36,14 +36,16 @@ def options(campaign: Campaign, *, order: str | None, duplex: bool | None,
 
 def plan(campaign: Campaign, opts: printing.PrintOptions, *, only: list[str] | None,
          allow_missing_address: bool) -> list[Recipient]:
-    """The recipients to print, in print order; refused when one has no postal address (unless allowed)."""
+    """The recipients to print, in print order. Unless allow_missing_address, a recipient without a postal
+    address stops the run (every one of them listed); allowed, their letters get no envelope or label."""
     table = campaign.recipients
     chosen = _print_recipients(table, only)
     missing = printing.missing_addresses(chosen, table)
     if missing and not allow_missing_address:
-        missing[-1] = dataclasses.replace(missing[-1], hint=f"{len(missing)} recipient(s) to be printed have no postal address: add them to "
-                                   f"{table.file}, or run dispatch print --allow-missing-address to print "
-                                   "their letters without envelopes or labels")
+        missing[-1] = dataclasses.replace(missing[-1], hint=(
+            f"{len(missing)} recipient(s) to be printed have no postal address: add it to {table.file}, or run "
+            "dispatch print without --require-address to print their letters without envelope or label, to "
+            "deliver by hand or have collected"))
         raise ValidationFailed(missing)
     return printing.order_recipients(chosen, opts.order)
 
