@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dispatch import campaign
 from dispatch.cli import app
 from dispatch.errors import RenderError
-from dispatch.pdf import KNOWN_PDF_VARIANTS, PdfRenderer
+from dispatch.pdf.engine import KNOWN_PDF_VARIANTS, PdfRenderer
 from tests.conftest import row, ws
 
 XMP_PDFAID = "{http://www.aiim.org/pdfa/ns/id/}"

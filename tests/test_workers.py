@@ -14,8 +14,10 @@ import pytest
 from pypdf import PdfReader
 
 from dispatch.errors import RenderError
-from dispatch.pdf import PdfRenderer, pdf_variants, sha256
-from dispatch.workers import Job, PdfPool, RendererProcess
+from dispatch.files import sha256
+from dispatch.pdf.engine import PdfRenderer, pdf_variants
+from dispatch.pdf.pool import Job, PdfPool
+from dispatch.pdf.process import RendererProcess
 from tests.conftest import flat, interruptible, pdf_text, row
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")

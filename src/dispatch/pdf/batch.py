@@ -1,10 +1,10 @@
-"""Render a campaign's letters: layered where letters share their layout (layers.py), whole otherwise.
+"""Render a campaign's letters: layered where the layout has regions (master.py, overlay.py), whole otherwise.
 
 The letters to render come in as Orders (a recipient's HTML, or its parts), one at a time. Letters whose
-shared part is the same form a group; a group of two or more is rendered layered: its master first, then
-overlay batches, all in the worker pool. A letter that is alone in its group, a group whose master
-cannot be layered, or a letter whose region does not fit its box is rendered whole, and the Explanation
-says why. Each PDF is left under a temporary name (Done.staged) for the caller to rename into place once
+shared part is the same form a group, rendered layered: its master first, then overlay batches, all in
+the worker pool. A letter alone in its group is layered too (its master and its overlay in one job), so
+that its PDF is the same whether it is rendered alone or with the others. A group whose master cannot be layered, or a
+letter whose region does not fit its box, is rendered whole, and the Explanation says why. Each PDF is left under a temporary name (Done.staged) for the caller to rename into place once
 it is recorded, so that letters can be rendered while later ones are still being checked: when that
 check fails, nothing has been put in place. Results come out as lists of Done, one list per job (the
 letters it wrote), in the order of the letters' groups and then of the letters rendered whole.
@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .layers import PT_PER_PX, FellBack, Letter, Master, MasterJob, OverlayJob, WarmUp, master_html, supports
-from .regions import Parts
-from .pdf import Done
-from .workers import Job, PdfPool
+from dispatch.pdf.engine import Done
+from dispatch.pdf.master import PT_PER_PX, FellBack, Master, MasterJob, master_html, supports
+from dispatch.pdf.overlay import LayeredLetter, OverlayJob, Solo, SoloJob, WarmUp
+from dispatch.pdf.pool import Job, PdfPool
+from dispatch.regions import Parts
 
 MM_PER_PX = PT_PER_PX * 25.4 / 72
-# Letters per overlay document. Fixed, so that a letter's PDF does not depend on the number of workers
-# (the fonts of an overlay document are subset to the characters of all its letters).
+# Letters per overlay job: WeasyPrint's work on a document is shared by its letters, and the workers share
+# a group's letters. A letter's PDF does not depend on the letters that share its job (see overlay.py).
 BATCH = 64
 
 
@@ -69,8 +70,8 @@ class LetterStream:
 
     shared maps a group key to the parts of one of its letters (for the master's HTML). eager (with the
     pool's workers started) renders while letters are still being added: a group's master as soon as it
-    has two letters, each batch of BATCH letters as soon as the master is back. Batches are always a
-    group's letters in the order they were added, BATCH at a time, so the PDFs are the same either way.
+    has two letters, each batch of BATCH letters as soon as the master is back. A letter alone in its
+    group at the end goes to a SoloJob (no master kept for it).
     """
 
     def __init__(self, pool: PdfPool, shared: dict[str, Parts], *, layered: bool, pdf_variant: str | None,
@@ -101,15 +102,8 @@ class LetterStream:
 
     def finish(self) -> Iterator[list[Done]]:
         """Render every letter not rendered yet; yield the Done of each letter, a job's letters at a time."""
-        keys = list(self._groups)
-        for key in keys:
-            members = self._groups[key]
-            if len(members) < 2:
-                self._whole.extend(members)
-                self.explanation.whole[members[0].name] = (
-                    "its letter differs from every other one outside the regions "
-                    "(a recipient's value outside a data-variable region?)")
-        layered = [key for key in keys if len(self._groups[key]) >= 2]
+        solo = [key for key, members in self._groups.items() if len(members) == 1 and key not in self._masters]
+        layered = [key for key in self._groups if key not in solo]
         masters = self._master_results(layered)
         later: list[OverlayJob] = []  # not eager: run below, in order
         for key, master in zip(layered, masters):
@@ -132,11 +126,18 @@ class LetterStream:
 
         def tasks():
             yield from later
+            for key in solo:
+                yield SoloJob(self._master_job(key), _letters(self._groups[key])[0], stage=True)
             for order in self._whole:  # HTML made as needed, not held for every letter
                 yield Job(order.name, order.html(), order.target, stage=True)
 
-        for result in self.pool.render(tasks(), count=len(later) + len(self._whole)):
-            yield [result] if isinstance(result, Done) else self._results(result)
+        for result in self.pool.render(tasks(), count=len(later) + len(solo) + len(self._whole)):
+            if isinstance(result, Done):
+                yield [result]
+            elif isinstance(result, Solo):
+                yield self._solo(result)
+            else:
+                yield self._results(result)
 
     def cancel(self) -> None:
         """Drop the jobs not started (the caller removes what the others leave: Done.staged files)."""
@@ -174,6 +175,12 @@ class LetterStream:
             batches.append(self.pool.submit(OverlayJob(master, _letters(batch), stage=True)))
             sent += len(batch)
 
+    def _solo(self, solo: Solo) -> list[Done]:
+        names = tuple(done.name for done, _ in solo.results)
+        self.explanation.groups.append(Group(solo.group, names, reason=solo.reason) if solo.master is None
+                                       else _describe(solo.group, names, solo.master))
+        return self._results(solo.results)
+
     def _results(self, result: list) -> list[Done]:
         for done, reason in result:  # an overlay job renders whole, itself, the letters it cannot layer
             if reason:
@@ -181,8 +188,8 @@ class LetterStream:
         return [done for done, _ in result]
 
 
-def _letters(members: Sequence[Order]) -> tuple[Letter, ...]:
-    return tuple(Letter(m.name, m.target, m.contents, m.head) for m in members)
+def _letters(members: Sequence[Order]) -> tuple[LayeredLetter, ...]:
+    return tuple(LayeredLetter(m.name, m.target, m.contents, m.head) for m in members)
 
 
 def _describe(key: str, names: tuple[str, ...], master: Master) -> Group:

@@ -7,17 +7,19 @@ module does not import Jinja2 or Markdown: the worker processes that render need
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import re
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
-from .errors import Problem, RenderError
+from dispatch.errors import Problem, RenderError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,8 @@ class PdfRenderer:
         self.pdf_variant = pdf_variant or None
         self.options = {"pdf_variant": pdf_variant, "pdf_tags": True} if pdf_variant else {}
 
-        # Font subsets carry a timestamp; a fixed one makes the same letter give the same bytes.
+        # Font subsets made by fontTools carry a timestamp, taken from SOURCE_DATE_EPOCH when it is set: a
+        # fixed one makes the same letter give the same bytes (see document_date).
         os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
         self._weasyprint = weasyprint
         self.templates = templates.resolve()
@@ -170,19 +173,29 @@ class PdfRenderer:
             html, own = self._reuse_stylesheets(html)
             stylesheets = [*own, *stylesheets]
             document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
-            return document.render(font_config=self.font_config, stylesheets=stylesheets, custom_metadata=True,
-                                   **({} if plain else self.options))
+            rendered = document.render(font_config=self.font_config, stylesheets=stylesheets, custom_metadata=True,
+                                       **({} if plain else self.options))
         except FatalURLFetchingError as exc:
             raise RenderError(str(exc), file="templates/",
                               hint="templates may only use files inside templates/ (fonts, images, CSS)") from None
         except OSError as exc:  # WeasyPrint writes fonts to the temporary folder while it works
             raise _disk_error(exc) from None
+        if not plain and (self.pdf_variant or "").startswith("pdf/x"):  # see write: its XMP document ID
+            rendered.dispatch_key = hashlib.sha256(html.encode("utf-8", "surrogatepass")).digest()
+        return rendered
 
     def write(self, rendered, *, plain: bool = False) -> bytes:
-        """The PDF of a document laid out by layout()."""
+        """The PDF of a document laid out by layout().
+
+        Its bytes depend on the document only: the file identifier is fixed (its second half a digest of
+        the content), and where a PDF variant would stamp the time of day (PDF/X: creation and
+        modification dates, a random XMP document ID), the date is document_date() and the ID a
+        digest of the document's HTML."""
+        variant = None if plain else self.pdf_variant
         try:
-            return rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch",
-                                      **({} if plain else self.options))
+            with _fixed_stamps(rendered, variant):
+                return rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch",
+                                          **({} if plain else self.options))
         except OSError as exc:
             raise _disk_error(exc) from None
 
@@ -201,6 +214,41 @@ class PdfRenderer:
         anchors = {name: (index, *(value * MM_PER_PX for value in box))
                    for index, page in enumerate(rendered.pages) for name, box in page.anchors.items()}
         return Pdf(data=data, pages=len(rendered.pages), anchors=anchors)
+
+
+def document_date() -> str:
+    """The date written where a PDF must carry one (W3C format, UTC): SOURCE_DATE_EPOCH when it is set
+    (seconds since 1970, the reproducible-builds convention), else 1970-01-01. Never the time of day:
+    the same letter gives the same bytes whenever it is rendered."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        seconds = int(value)
+        moment = datetime.fromtimestamp(seconds, timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        log.warning("SOURCE_DATE_EPOCH=%r is not a number of seconds: the PDF dates are 1970-01-01", value)
+        moment = datetime.fromtimestamp(0, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+@contextmanager
+def _fixed_stamps(rendered, pdf_variant: str | None):
+    """While a PDF/X file is written: its dates are document_date() unless the HTML gives them, and its XMP
+    document ID (WeasyPrint: a random UUID) is derived from the document's HTML."""
+    if not (pdf_variant or "").startswith("pdf/x"):
+        yield
+        return
+    from weasyprint.pdf import metadata as module
+
+    metadata = rendered.metadata
+    metadata.created = metadata.created or document_date()
+    metadata.modified = metadata.modified or document_date()
+    key = getattr(rendered, "dispatch_key", b"")
+    original = module.uuid4
+    module.uuid4 = lambda: uuid.UUID(bytes=hashlib.sha256(b"dispatch document id " + key).digest()[:16], version=4)
+    try:
+        yield
+    finally:
+        module.uuid4 = original
 
 
 def _disk_error(exc: OSError) -> RenderError:
@@ -235,78 +283,3 @@ def engine_version() -> str:
     from importlib.metadata import version
 
     return f"weasyprint {version('weasyprint')}"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes, *, staged: bool = False) -> Path:
-    """Write data to path so that readers see either the old file or the whole new one; return path.
-
-    staged: leave the data in its temporary file (synced to the disk) for commit() to rename to path
-    later, and return that file: letters are renamed into place by the command that records them."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if staged:
-            return tmp
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise _write_error(path, exc) from None
-    except BaseException:  # interrupted (Ctrl-C): leave nothing half-written behind
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def commit(staged: Path, path: Path) -> None:
-    """Rename a file that write_atomic(staged=True) wrote into its place."""
-    try:
-        os.replace(staged, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            staged.unlink(missing_ok=True)
-        raise _write_error(path, exc) from None
-
-
-def _write_error(path: Path, exc: OSError) -> RenderError:
-    reason = exc.strerror
-    if isinstance(exc, FileExistsError | NotADirectoryError):
-        reason = "a file stands where a folder should be"
-    return RenderError(f"cannot write {path.name}: {reason}", file=str(path.parent),
-                       hint="check that the output folder is writable and the disk is not full")
-
-
-_TEMPORARY = re.compile(r"^\.(.+)\.(\d+)\.tmp$")
-
-
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporary files write_atomic left behind when its process was killed."""
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for path in folder.iterdir():
-        match = _TEMPORARY.match(path.name)
-        if match and not _process_alive(int(match.group(2))):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-

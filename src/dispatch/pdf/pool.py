@@ -12,32 +12,29 @@ are in flight at once, and results come back in the order the jobs were given, s
 journal are the same whatever the number of workers.
 
 With one worker (or one document) everything runs in the calling process: no process to start.
+A render decides once who renders (workers_for: how many workers, forked or new interpreters, started
+at once or when needed); a command that may render calls warm_up first, as early as it can.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing
 import os
-import shutil
-import signal
-import sys
-import tempfile
-import threading
-import time
 from collections import deque
-from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_context
-from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import DispatchError, RenderError
-from .pdf import Done, PdfRenderer, sha256, write_atomic
+from dispatch.errors import DispatchError, RenderError
+from dispatch.files import sha256, write_atomic
+from dispatch.pdf.engine import Done, PdfRenderer
+from dispatch.pdf.process import (RendererProcess, context, log_levels, prepare, skip_main_script, start_server,
+                                  stop_server)
+
+__all__ = ["Done", "Job", "PdfPool", "RendererProcess", "WorkerPlan", "default_jobs", "start_server", "stop_server",
+           "warm_up", "workers_for"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +47,53 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def warm_up() -> None:
+    """Have the workers' WeasyPrint imported now, while the command reads its options and the campaign.
+
+    For a command that may render PDFs, called as early as it can be (before the options are read): it
+    starts the fork server the workers come from (Linux; elsewhere it does nothing, workers start with
+    their pool). workers_for, called once the command knows what it renders, then uses it or stops it."""
+    start_server()
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """Who renders the letters of one render: decided once, by workers_for."""
+
+    jobs: int  # processes that render; 1: this process renders, no worker is started
+    fork_server: bool  # workers forked from the server that preloaded WeasyPrint, else new interpreters
+    start_now: bool  # workers start at once (every letter will be rendered), importing WeasyPrint meanwhile
+
+    def pool(self, templates: Path, *, pdf_variant: str | None = None,
+             renderer: PdfRenderer | RendererProcess | None = None) -> "PdfPool":
+        """The pool that renders as planned (a context manager; its workers started if start_now)."""
+        pool = PdfPool(templates, self.jobs, renderer=renderer, pdf_variant=pdf_variant, fork_server=self.fork_server)
+        if self.start_now:
+            pool.start()
+        return pool
+
+
+def workers_for(jobs: int | None = None, *, whole: bool = False, every_letter: bool = False,
+                here: bool = False) -> WorkerPlan:
+    """The workers of one render, decided once.
+
+    jobs: worker processes asked for (None: one per CPU). here: render in this process (a renderer was
+    given, or nothing will be rendered, as with --format html). whole: every letter is rendered whole
+    (--no-layers, a PDF variant that cannot be layered); workers are then new interpreters, in which a
+    whole letter takes about a tenth less CPU than in a forked process (for many small overlay jobs,
+    the fork server's quick start matters more). every_letter: every letter will be rendered (forced,
+    or none rendered yet); workers then start at once, so that they import WeasyPrint while the
+    campaign is checked, and letters are rendered while it is.
+
+    A fork server that warm_up started and that this plan does not use at once is stopped: it would take
+    CPU time from the check. If letters turn out to need rendering, the pool starts it again."""
+    count = 1 if here else max(1, jobs or default_jobs())
+    plan = WorkerPlan(count, fork_server=not whole, start_now=count > 1 and every_letter)
+    if not (plan.fork_server and plan.start_now):
+        stop_server()
+    return plan
+
+
 @dataclass(frozen=True)
 class Job:
     """One document to render: a name to report it by, its HTML, and where its PDF goes."""
@@ -60,64 +104,23 @@ class Job:
     stage: bool = False  # leave the PDF under a temporary name for the caller to rename (Done.staged)
 
     def run(self, renderer: PdfRenderer) -> Done:
-        return _render(renderer, self)
+        try:
+            pdf = renderer.render(self.html)
+            written = write_atomic(self.target, pdf.data, staged=self.stage)
+        except DispatchError as exc:
+            return Done(self.name, self.target, problem=exc.problem)
+        return Done(self.name, self.target, pdf.pages, len(pdf.data), sha256(pdf.data),
+                    staged=written if self.stage else None)
 
 
 # The renderer of this worker process (built once by _start_worker).
 _renderer: PdfRenderer | None = None
 
 
-def _start_worker(templates: str, log_levels: dict[str, int], pdf_variant: str | None) -> None:
+def _start_worker(templates: str, levels: dict[str, int], pdf_variant: str | None) -> None:
     global _renderer
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop (see PdfPool.close)
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
-    for name, level in log_levels.items():  # the same verbosity as the command that started us
-        logging.getLogger(name or None).setLevel(level)
-    _own_temporary_folder()
+    prepare(levels)
     _renderer = PdfRenderer(Path(templates), pdf_variant=pdf_variant)
-
-
-_TEMPORARY_PREFIX = "dispatch-worker-"
-
-
-def _own_temporary_folder() -> None:
-    """Put this process's temporary files in a folder of its own, removed as the process ends.
-
-    WeasyPrint copies the @font-face fonts into a temporary folder that it removes when its font
-    configuration is deleted; a forked process ends without deleting anything."""
-    tempfile.tempdir = tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX)
-    Finalize(None, shutil.rmtree, args=(tempfile.tempdir, True), exitpriority=0)
-
-
-def _exit_with_parent() -> None:
-    """Stop this worker when the command that started it is gone (killed): nobody would read its results.
-
-    The command is the process that asked for this one, not its parent when a fork server made it: its
-    sentinel (a pipe the command holds open) reads as closed once the command is gone. A temporary file
-    this worker was writing is removed by the next render (pdf.remove_stale_temporaries).
-    """
-    from multiprocessing.connection import wait
-
-    command = multiprocessing.parent_process()
-    if command is not None and command.sentinel is not None:
-        wait([command.sentinel])
-    else:
-        parent = os.getppid()
-        while os.getppid() == parent:
-            time.sleep(0.5)
-    if tempfile.tempdir and Path(tempfile.tempdir).name.startswith(_TEMPORARY_PREFIX):
-        shutil.rmtree(tempfile.tempdir, ignore_errors=True)  # its own folder (see _own_temporary_folder)
-    os._exit(1)
-
-
-def _render(renderer: PdfRenderer, job: Job) -> Done:
-    try:
-        pdf = renderer.render(job.html)
-        written = write_atomic(job.target, pdf.data, staged=job.stage)
-    except DispatchError as exc:
-        return Done(job.name, job.target, problem=exc.problem)
-    return Done(job.name, job.target, pdf.pages, len(pdf.data), sha256(pdf.data),
-                staged=written if job.stage else None)
 
 
 def _render_in_worker(job):
@@ -128,35 +131,9 @@ def _ready() -> int:
     return os.getpid()
 
 
-# What the fork server imports once for all the workers it forks (see _context).
-PRELOAD = ["dispatch.workers", "dispatch.layers", "weasyprint", "weasyprint.html", "weasyprint.pdf.metadata", "pikepdf"]
-
-
-def _context(fork_server: bool = True):
-    """Where the workers come from: a fork server that preloaded WeasyPrint on Linux, new interpreters elsewhere
-    (or when fork_server is False)."""
-    if fork_server and sys.platform == "linux":
-        context = get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)
-        return context
-    return get_context("spawn")
-
-
-@contextmanager
-def _workers_skip_main_script():
-    """Start processes that do not re-import the command's script as their __main__.
-
-    `spawn` re-imports the parent's main script in each new process; for the `dispatch` command that
-    is the whole CLI (Typer, Rich, pandas): most of a second and ~60 MB per worker, for nothing, since
-    workers only run functions of this module. Without a __file__, spawn leaves __main__ alone.
-    """
-    main = sys.modules.get("__main__")
-    path = main.__dict__.pop("__file__", None) if main is not None and main.__spec__ is None else None
-    try:
-        yield
-    finally:
-        if path is not None:
-            main.__file__ = path
+def _run(renderer: PdfRenderer | RendererProcess, job: Any) -> Any:
+    """job.run(renderer), in the renderer's own process for a RendererProcess."""
+    return renderer.run(job) if isinstance(renderer, RendererProcess) else job.run(renderer)
 
 
 class PdfPool:
@@ -168,9 +145,10 @@ class PdfPool:
     """
 
     def __init__(self, templates: Path, jobs: int | None = None, *, window: int | None = None,
-                 renderer: PdfRenderer | None = None, pdf_variant: str | None = None,
+                 renderer: PdfRenderer | RendererProcess | None = None, pdf_variant: str | None = None,
                  fork_server: bool = True) -> None:
-        """renderer, if given, renders in this process whenever it renders here (one worker, one document).
+        """renderer, if given, renders whenever the pool renders here (one worker, one document): a PdfRenderer
+        in this process, or a RendererProcess in its own.
 
         pdf_variant (e.g. "pdf/a-3u") is the kind of PDF every worker writes; a renderer given has its own.
         fork_server False: workers are new interpreters even where a fork server could make them. They take
@@ -182,7 +160,7 @@ class PdfPool:
         self.jobs = max(1, jobs or default_jobs())
         self.window = max(self.jobs + 1, window or 2 * self.jobs)
         self._executor: ProcessPoolExecutor | None = None
-        self._local: PdfRenderer | None = renderer
+        self._local: PdfRenderer | RendererProcess | None = renderer
         self._started = False  # start() was called: workers, not this process, render from now on
         self.fork_server = fork_server
 
@@ -237,7 +215,7 @@ class PdfPool:
         for job in jobs:
             if self._local is None:
                 self._local = PdfRenderer(self.templates, pdf_variant=self.pdf_variant)
-            yield job.run(self._local)
+            yield _run(self._local, job)
 
     def start(self) -> None:
         """Have the workers get ready now: they take most of a second to import WeasyPrint, which they do
@@ -252,12 +230,10 @@ class PdfPool:
         """The executor, its workers started (waits, with a fork server, until it has preloaded WeasyPrint)."""
         if self._executor is None:
             self._started = True
-            levels = {name: logging.getLogger(name or None).getEffectiveLevel()
-                      for name in ("", "weasyprint", "fontTools")}
             self._executor = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=_context(self.fork_server), initializer=_start_worker,
-                initargs=(str(self.templates), levels, self.pdf_variant))
-            with _workers_skip_main_script():  # processes are started by submit(): start them all here
+                max_workers=self.jobs, mp_context=context(self.fork_server), initializer=_start_worker,
+                initargs=(str(self.templates), log_levels(), self.pdf_variant))
+            with skip_main_script():  # processes are started by submit(): start them all here
                 for _ in range(self.jobs):
                     self._executor.submit(_ready)
         return self._executor
@@ -278,159 +254,8 @@ class PdfPool:
         self.close()
 
 
-def start_server() -> bool:
-    """Start the fork server the workers come from, where there is one (Linux), and return at once: it
-    imports WeasyPrint meanwhile. False where workers are new interpreters (they start with the pool)."""
-    context = _context()
-    if context.get_start_method() != "forkserver":
-        return False
-    from multiprocessing import forkserver
-
-    with _workers_skip_main_script():
-        forkserver.ensure_running()
-    return True
-
-
-def stop_server() -> None:
-    """Stop the fork server, if one runs, and wait for it: it holds the command's standard output open (a
-    pipe reading it would wait for the server's own exit) and its CPU time counts as this command's.
-    Its workers have stopped; what it holds needs no saving, so it is ended at once (SIGTERM)."""
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    pid = getattr(server, "_forkserver_pid", None)
-    if pid is None or not hasattr(server, "_stop"):
-        return
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGTERM)
-    with contextlib.suppress(OSError):
-        server._stop()
-
-
 def _stopped() -> RenderError:
     return RenderError("a rendering process stopped unexpectedly (out of memory, or killed)",
                        hint="run the command again; it continues where it stopped (--jobs 1 renders in one process)")
 
 
-def _serve_renderer(connection, templates: str, log_levels: dict[str, int], pdf_variant: str | None,
-                    parents_end=None) -> None:
-    """The process of a RendererProcess: import WeasyPrint, tell the PDF variants it writes, then render
-    each HTML document it is sent, until the connection closes."""
-    import traceback
-
-    from .pdf import pdf_variants
-
-    if parents_end is not None:  # forked: a copy of the other end, which would keep the connection open
-        parents_end.close()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the command's handler
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
-    for name, level in log_levels.items():
-        logging.getLogger(name or None).setLevel(level)
-    _own_temporary_folder()
-    try:
-        connection.send(("variants", pdf_variants()))
-        try:
-            renderer, problem = PdfRenderer(Path(templates), pdf_variant=pdf_variant), None
-        except DispatchError as exc:
-            renderer, problem = None, exc.problem
-        while True:
-            try:
-                html = connection.recv()
-            except EOFError:
-                return
-            if renderer is None:
-                connection.send(("problem", problem))
-                continue
-            try:
-                connection.send(("pdf", renderer.render(html)))
-            except DispatchError as exc:
-                connection.send(("problem", exc.problem))
-    except (BrokenPipeError, EOFError):  # the command is gone
-        return
-    except Exception:  # a bug: the command reports it
-        connection.send(("bug", traceback.format_exc()))
-
-
-class RendererProcess:
-    """A PdfRenderer in a process of its own, started before it is needed; use it as a context manager.
-
-    For a command that renders one document in a new process (dispatch preview): importing WeasyPrint
-    takes most of a second, and the process started here does it while this one reads and checks the
-    campaign (pandas, Jinja2). render(html) gives what PdfRenderer.render gives (the same code makes the
-    same bytes there); pdf_variants() what pdf.pdf_variants does, without importing WeasyPrint here.
-    Anything else asked of it is answered by a PdfRenderer in this process.
-
-    The process is forked on Linux when this process has no other thread (a copy, at once: 0.15 to
-    0.2 s sooner than a new interpreter, which must import Python's startup and dispatch.pdf
-    again); it is spawned otherwise (another system, or threads that a fork could copy mid-work).
-    """
-
-    def __init__(self, templates: Path, *, pdf_variant: str | None = None, start_method: str | None = None) -> None:
-        self.templates = templates
-        self.pdf_variant = pdf_variant or None
-        self._variants: tuple[str, ...] | None = None
-        self._local: PdfRenderer | None = None
-        if start_method is None:
-            start_method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
-        context = get_context(start_method)
-        self._connection, theirs = context.Pipe()
-        levels = {name: logging.getLogger(name or None).getEffectiveLevel() for name in ("", "weasyprint", "fontTools")}
-        self._process = context.Process(target=_serve_renderer, daemon=True, args=(
-            theirs, str(templates), levels, self.pdf_variant, self._connection if start_method == "fork" else None))
-        for stream in (sys.stdout, sys.stderr):  # nothing written before the fork may be written twice
-            stream.flush()
-        with _workers_skip_main_script():
-            self._process.start()
-        theirs.close()
-
-    def pdf_variants(self) -> tuple[str, ...]:
-        """The PDF variants WeasyPrint can write (waits until the process has imported it)."""
-        if self._variants is None:
-            self._variants = self._receive()
-        return self._variants
-
-    def render(self, html: str):
-        """The PDF (a pdf.Pdf), as PdfRenderer.render makes it; RenderError as it raises it."""
-        self.pdf_variants()  # the first answer of the process
-        try:
-            self._connection.send(html)
-        except OSError:
-            self._stopped()
-        return self._receive()
-
-    def _receive(self):
-        try:
-            kind, value = self._connection.recv()
-        except (EOFError, OSError):
-            self._stopped()
-        if kind == "problem":
-            raise RenderError(value.message, file=value.file, line=value.line, column=value.column, hint=value.hint)
-        if kind == "bug":
-            raise RuntimeError(f"in the rendering process: {value}")
-        return value
-
-    def _stopped(self) -> None:  # raises
-        raise RenderError("the rendering process stopped unexpectedly (out of memory, or killed)",
-                          hint="run the command again") from None
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._local is None:
-            self._local = PdfRenderer(self.templates, pdf_variant=self.pdf_variant)
-        return getattr(self._local, name)
-
-    def close(self) -> None:
-        """Stop the process (it holds nothing that needs saving: this process writes the PDFs)."""
-        self._connection.close()  # the process sees it closed and ends, removing its temporary files
-        self._process.join(timeout=5)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-
-    def __enter__(self) -> "RendererProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
