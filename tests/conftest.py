@@ -121,7 +121,8 @@ def smtp_env(monkeypatch):
     from tests.smtp_server import PASSWORD
 
     for name in ("DISPATCH_SMTP_HOST", "DISPATCH_SMTP_PORT", "DISPATCH_SMTP_SECURITY", "DISPATCH_SMTP_USERNAME",
-                 "DISPATCH_SMTP_CAFILE", "DISPATCH_SENDER", "DISPATCH_JOURNAL"):
+                 "DISPATCH_SMTP_CAFILE", "DISPATCH_SENDER", "DISPATCH_JOURNAL", "DISPATCH_SMTP_AUTH",
+                 "DISPATCH_ACCOUNT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DISPATCH_SMTP_PASSWORD", PASSWORD)
     return monkeypatch

@@ -20,8 +20,8 @@ from dispatch.errors import JournalError
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x44535054  # "DSPT" in the SQLite header: this file is a dispatch journal
 KINDS = ("rendered", "sending", "sent", "failed", "uncertain", "delivered", "delivery-withdrawn", "printed",
-         "recovered", "bounced", "delayed", "replied", "auto-replied")
-EMAIL_KINDS = ("sending", "sent", "failed", "uncertain", "bounced")
+         "recovered", "bounced", "delayed", "replied", "auto-replied", "drafted")
+EMAIL_KINDS = ("sending", "sent", "failed", "uncertain", "bounced", "drafted")  # drafted: in Drafts, not sent
 DELIVERY_KINDS = ("delivered", "delivery-withdrawn")
 # What came back to the mailbox after sending (dispatch track). A `bounced` event (a permanent failure
 # reported after the server took the message) is an email state; a delay and the replies are not.
@@ -70,7 +70,8 @@ class EmailState:
     def status(self) -> str:
         """pending, sent, failed, retry (a temporary failure), uncertain, interrupted (a `sending`
         with no outcome: the run stopped while the message was with the server), or bounced (a delivery
-        status notification said the message did not arrive)."""
+        status notification said the message did not arrive), or drafted (put in the mailbox's Drafts folder
+        by dispatch send --drafts, not sent)."""
         if self.latest is None:
             return "pending"
         kind = self.latest.kind

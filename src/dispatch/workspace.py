@@ -62,6 +62,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "security": (str, "starttls"),
         "username": (str, ""),
         "sender": (str, ""),       # the address messages come from (default: [sender] email)
+        "account": (str, ""),      # a named account in the user's accounts.toml (host, sign-in); DISPATCH_ACCOUNT
         "rate_limit": (float, 30.0),  # messages per minute; 0 for no limit
         "timeout": (float, 60.0),   # seconds to wait for the server
         "retries": (int, 4),       # more attempts after a temporary failure

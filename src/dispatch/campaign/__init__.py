@@ -56,6 +56,7 @@ def __getattr__(name: str) -> Any:
 FORMATS = ("pdf", "html")
 
 from dispatch.campaign.sending import SendRun as SendRun, smtp_password as smtp_password, smtp_settings as smtp_settings  # noqa: E402,E501
+from dispatch.campaign.accounts import account_name as account_name, login as login, logout as logout  # noqa: E402
 from dispatch.campaign.tracking import imap_password as imap_password, imap_settings as imap_settings, track as track  # noqa: E402,E501
 
 

@@ -3,7 +3,7 @@
 app.py holds the application and its error handling; each other module holds a group of commands.
 """
 
-from dispatch.cli import journal, letters, records, send, track  # noqa: F401  (each registers its commands)
+from dispatch.cli import account, journal, letters, records, send, track  # noqa: F401  (each registers its commands)
 from dispatch.cli.app import app, run
 
 __all__ = ["app", "run"]

@@ -12,8 +12,13 @@ that moment first.
 
 Logging in is with a password (AUTH PLAIN/LOGIN through smtplib) or, with auth = "oauth2", with an
 access token (SASL XOAUTH2, as Microsoft and Google document it); the token comes from a provider
-called at each login, so a connection opened again after a refresh uses the new token. Replies reach
+called at each login, so a connection opened again after a refresh uses the new token, and a token the
+server refuses is renewed once (the provider's `refresh()`) before the refusal counts. Replies reach
 this module with credentials already redacted (see connection.py).
+
+A connection the server closed while it was idle between two messages (a 421 or a closed socket in
+answer to MAIL FROM) is opened again at once, within the same attempt: nothing of the message had gone
+out, so it is not a failed attempt.
 """
 
 from __future__ import annotations
@@ -175,6 +180,22 @@ class Mailer:
             raise SendError(f"{s.host}:{s.port} does not offer an OAuth 2.0 sign-in (AUTH XOAUTH2) on this connection",
                             hint='check the port and security (Microsoft 365: smtp.office365.com, 587, "starttls"; '
                                  'Gmail: smtp.gmail.com, 465, "tls"), or use auth = "password"')
+        renew = getattr(self._token, "refresh", None)
+        try:
+            self._xoauth2(conn, token)
+        except SendError as exc:
+            # A token this program thinks current may be expired or revoked at the server: one new token
+            # (SignInExpired when the grant itself is gone), then the refusal stands.
+            if type(exc) is not SendError or renew is None:
+                raise
+            log.info("%s refused the access token; renewing it", s.host)
+            token = renew()
+            for secret in (token, base64.b64encode(token.encode("utf-8"))):
+                conn.redact.add(secret)
+            self._xoauth2(conn, token)
+
+    def _xoauth2(self, conn: Connection, token: str) -> None:
+        s = self.settings
         sasl = f"user={s.username}\x01auth=Bearer {token}\x01\x01"
         conn.redact.add(sasl)
         problem: dict[str, str] = {}
@@ -238,6 +259,7 @@ class Mailer:
 
     def deliver(self, outgoing: Outgoing, before_data: Callable[[], None] = lambda: None) -> Outcome:
         """Try once to deliver a message. Calls before_data() just before the message data goes out."""
+        reused = self._conn is not None
         try:
             self.open()
         except ConnectionProblem as exc:
@@ -249,7 +271,16 @@ class Mailer:
                 return Outcome("permanent", "an address has non-ASCII characters before the @ and the server does not "
                                             "offer SMTPUTF8, which such an address needs")
             options = ["SMTPUTF8", "BODY=8BITMIME"] if outgoing.needs_smtputf8 else []
-            code, text = conn.mail(outgoing.sender, options)
+            code, text = self._mail(conn, outgoing.sender, options, stale_possible=reused)
+            if code == 421 and reused:  # the server closed the idle connection: connect again, once
+                log.info("the server closed the connection between messages; connecting again")
+                self._drop()
+                try:
+                    self.open()
+                except ConnectionProblem as exc:
+                    return Outcome("transient", str(exc), connection_lost=True)
+                conn = self._conn
+                code, text = conn.mail(outgoing.sender, options)
             if code != 250:
                 return self._refused(conn, code, text, "sender")
             refused: dict[str, str] = {}
@@ -293,6 +324,16 @@ class Mailer:
             self._drop()
         return _refusal(code, text)
 
+    @staticmethod
+    def _mail(conn: Connection, sender: str, options: list[str], *, stale_possible: bool) -> tuple[int, bytes]:
+        """MAIL FROM; on a connection kept from an earlier message, a closed socket reads as a 421."""
+        try:
+            return conn.mail(sender, options)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            if stale_possible and _closed(exc):
+                return 421, b"the connection was closed"
+            raise
+
     def _refused(self, conn: Connection, code: int, text: bytes, what: str) -> Outcome:
         if code == 421:
             self._drop()  # the server is closing the connection
@@ -322,6 +363,16 @@ def _oauth_error(challenge: bytes) -> str:
         return ""
     status = str(error.get("status", "")).strip()
     return f"the server said status {status}"[:80] if status.isalnum() else ""
+
+
+def _closed(exc: BaseException) -> bool:
+    """Whether the exception says the connection was closed (not a timeout, not a reply that is not SMTP)."""
+    if isinstance(exc, TimeoutError):
+        return False
+    if isinstance(exc, OSError):
+        return True
+    return str(exc).startswith(("Connection unexpectedly closed", "please run connect() first",
+                                "the connection is closed"))
 
 
 def _describe(exc: BaseException) -> str:

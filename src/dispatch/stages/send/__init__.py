@@ -5,3 +5,4 @@ from dispatch.stages.send.plan import PLACEHOLDER_SENDER, SendPlan, build, plan,
 
 __all__ = ["PLACEHOLDER_SENDER", "Choice", "Item", "SendPlan", "SendSummary", "build", "choose", "execute", "plan",
            "settle_interrupted", "write_outbox"]
+# dispatch.stages.send.mailbox (Sent copies, drafts over IMAP) is imported by the runs that use the mailbox.

@@ -4,6 +4,9 @@ The order of events per message is the guarantee: `sending` is committed just be
 goes to the server, `sent`/`failed`/`uncertain` just after its reply. A run that stops anywhere leaves
 either no `sending` (nothing went out), or a `sending` with an outcome, or a `sending` alone, which
 the next run records as `uncertain` and never sends again by itself.
+
+A copy of each message the server accepted goes to the mailbox's Sent folder when asked (`copies`), after
+its `sent` is recorded: a copy that cannot be made is reported, and never undoes or repeats the send.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Protocol
 
 from dispatch.archive import keep
 from dispatch.errors import SendError
@@ -36,6 +39,7 @@ class Choice:
     failed_earlier: list[tuple[str, str]] = field(default_factory=list)  # (id, server reply)
     uncertain: list[tuple[str, str]] = field(default_factory=list)       # (id, what is known)
     later: list[str] = field(default_factory=list)                       # left for a later run by --limit
+    drafted: list[str] = field(default_factory=list)                     # a draft is in the mailbox (--drafts)
 
 
 def settle_interrupted(journal: Journal, letter: str, states: Mapping[str, EmailState]) -> dict[str, EmailState]:
@@ -69,6 +73,9 @@ def choose(recipients: Iterable[Recipient], states: Mapping[str, EmailState], *,
             reason = "new-address"
         elif state.sent is not None:
             choice.already_sent.append(rid)
+            continue
+        elif status == "drafted":  # the coordinator sends it from the mailbox: never a second message by itself
+            choice.drafted.append(rid)
             continue
         elif status in ("uncertain", "interrupted"):
             if not resend_uncertain:
@@ -123,22 +130,38 @@ class SendSummary:
     later: list[str] = field(default_factory=list)
     not_attempted: list[str] = field(default_factory=list)
     stopped: str | None = None
+    hint: str | None = None  # what to do about `stopped` (e.g. sign in again)
     connections: int = 0
     seconds: float = 0.0
+    drafted: list[str] = field(default_factory=list)          # this run put a draft in the mailbox
+    drafted_earlier: list[str] = field(default_factory=list)  # left out: a draft from an earlier run exists
+    drafts_folder: str = ""
+    copies_saved: int = 0                                     # copies put in the Sent folder
+    copies_failed: list[tuple[str, str]] = field(default_factory=list)  # (id, why the copy is missing)
+    sent_folder: str = ""
 
     @property
     def ok(self) -> bool:
         return not (self.failed or self.uncertain or self.failed_earlier or self.uncertain_earlier or self.stopped)
 
 
+class Copies(Protocol):
+    """Where a copy of each sent message goes (the mailbox's Sent folder); never raises."""
+
+    def save(self, recipient_id: str, message: bytes) -> None: ...
+
+    def close(self, summary: SendSummary) -> None: ...
+
+
 def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer, settings: SmtpSettings,
-            summary: SendSummary, archive: Path | None = None,
+            summary: SendSummary, archive: Path | None = None, copies: Copies | None = None,
             on_progress: Callable[[Item, Outcome], None] | None = None,
             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> SendSummary:
     """Send each item once, with bounded retries for temporary failures, recording every step.
 
     archive (out/<letter>/): before a message's data first goes to the server, the exact message and its PDF
-    are kept in the sent archive, and the journal's `sending` and `sent` events point at them."""
+    are kept in the sent archive, and the journal's `sending` and `sent` events point at them.
+    copies: given the exact bytes of each message the server accepted (those kept in the archive)."""
     started = clock()
     interval = 60.0 / settings.rate_limit if settings.rate_limit else 0.0
     next_at = started
@@ -149,10 +172,12 @@ def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer,
             if wait > 0:
                 sleep(wait)
             next_at = max(clock(), next_at) + interval
-            outcome = _deliver(item, letter=letter, journal=journal, mailer=mailer, settings=settings, sleep=sleep,
-                               archive=archive)
+            outcome, message = _deliver(item, letter=letter, journal=journal, mailer=mailer, settings=settings,
+                                        sleep=sleep, archive=archive)
             if outcome.kind == "sent":
                 summary.sent.append(item.recipient_id)
+                if copies is not None and message is not None:
+                    copies.save(item.recipient_id, message)
             elif outcome.kind == "uncertain":
                 summary.uncertain.append((item.recipient_id, outcome.reply))
             else:
@@ -166,28 +191,35 @@ def execute(items: list[Item], *, letter: str, journal: Journal, mailer: Mailer,
     except SendError as exc:
         done = set(summary.sent) | {rid for rid, _ in summary.failed + summary.uncertain}
         summary.stopped = str(exc)
+        summary.hint = exc.hint
         summary.not_attempted = [i.recipient_id for i in items if i.recipient_id not in done]
         if not summary.sent and not summary.failed and not summary.uncertain:
             raise  # nothing happened: report it as the error it is
     finally:
         summary.connections = mailer.connections
         mailer.close()
+        if copies is not None:
+            copies.close(summary)
         summary.seconds = clock() - started
     return summary
 
 
 def _deliver(item: Item, *, letter: str, journal: Journal, mailer: Mailer, settings: SmtpSettings,
-             sleep: Callable[[float], None], archive: Path | None = None) -> Outcome:
+             sleep: Callable[[float], None], archive: Path | None = None) -> tuple[Outcome, bytes | None]:
+    """The outcome, and for a sent message the exact bytes given to the server (as kept in the archive)."""
     out = item.outgoing
     rid = item.recipient_id
     attempt = 0
     kept: dict = {}
+    message: list[bytes] = []
     while True:
         attempt += 1
 
         def before_data() -> None:
-            if archive is not None and not kept:  # the bytes of every attempt are the same: kept once
-                copies = keep(archive, rid, "email", {"pdf": item.pdf, "eml": out.as_bytes()})
+            if not message:  # the bytes of every attempt are the same: kept once
+                message.append(out.as_bytes())
+            if archive is not None and not kept:
+                copies = keep(archive, rid, "email", {"pdf": item.pdf, "eml": message[0]})
                 kept.update(archive_pdf=copies["pdf"].path, archive_eml=copies["eml"].path,
                             eml_sha256=copies["eml"].sha256)
             journal.record(letter, rid, "sending", message_id=out.message_id, to=out.to, recipients=list(out.recipients),
@@ -199,16 +231,16 @@ def _deliver(item: Item, *, letter: str, journal: Journal, mailer: Mailer, setti
             extra = {"refused": dict(outcome.refused)} if outcome.refused else {}
             journal.record(letter, rid, "sent", message_id=out.message_id, reply=outcome.reply, sha256=item.sha256,
                            to=out.to, **kept, **extra)
-            return outcome
+            return outcome, (message[0] if message else None)
         if outcome.kind == "uncertain":
             journal.record(letter, rid, "uncertain", message_id=out.message_id, reason=outcome.reply,
                            sha256=item.sha256, **kept)
-            return outcome
+            return outcome, None
         final = outcome.permanent or attempt > settings.retries
         journal.record(letter, rid, "failed", message_id=out.message_id, code=outcome.code, reply=outcome.reply,
                        permanent=outcome.permanent, attempt=attempt, to=out.to, email=item.email, final=final)
         log.info("%s: attempt %d failed: %s", rid, attempt, outcome.reply)
         if final:
-            return outcome
+            return outcome, None
         quick = outcome.connection_lost and attempt == 1  # a dropped idle connection: reconnect at once
         sleep(0 if quick else min(settings.retry_wait * 2 ** (attempt - 1), MAX_RETRY_WAIT))

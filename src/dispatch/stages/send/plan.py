@@ -47,14 +47,16 @@ class SendPlan:
     def summary(self) -> SendSummary:
         c = self.choice
         return SendSummary(self.letter_name, already_sent=list(c.already_sent), failed_earlier=list(c.failed_earlier),
-                           uncertain_earlier=list(c.uncertain), later=list(c.later))
+                           uncertain_earlier=list(c.uncertain), later=list(c.later), drafted_earlier=list(c.drafted))
 
 
 def plan(campaign: Campaign, warnings: list[Problem], merged: Mapping[str, Merged], journal: Journal, *,
          digests: Mapping[bool, str], only: list[str] | None = None, limit: int | None = None,
-         resend: list[str] | None = None, resend_uncertain: bool = False, dry_run: bool = False) -> SendPlan:
+         resend: list[str] | None = None, resend_uncertain: bool = False, dry_run: bool = False,
+         smtp: Mapping | None = None) -> SendPlan:
     """Choose who gets a message and find the letters to render first. digests: the render digest of an
-    unsigned (False) and a signed (True) letter (see stages/render.render_digest)."""
+    unsigned (False) and a signed (True) letter (see stages/render.render_digest). smtp: the [smtp] values
+    the messages come from (dispatch.toml's, with the named account's filled in); dispatch.toml's when None."""
     ws = campaign.workspace
     warnings = [w for w in warnings if w.column != "address"]  # postal addresses do not matter here
     table = campaign.recipients
@@ -73,7 +75,8 @@ def plan(campaign: Campaign, warnings: list[Problem], merged: Mapping[str, Merge
         states = settle_interrupted(journal, campaign.letter_name, states)
     choice = choose(chosen, states, resend=resend, resend_uncertain=resend_uncertain, limit=limit)
     settings = ws.settings
-    from_address = sender_address(settings.section("smtp"), settings.get("sender", "email"))
+    smtp = smtp if smtp is not None else settings.section("smtp")
+    from_address = sender_address(smtp, settings.get("sender", "email"))
     if not from_address:
         if not dry_run:
             raise SendError("no sender address", file="dispatch.toml",
