@@ -122,20 +122,26 @@ def _print_drafts(summary) -> None:
 def _ask_password(credentials) -> None:
     """Ask for a password that is not stored (never for an OAuth sign-in), in a terminal only."""
     if credentials is not None and credentials.needs_password and _is_terminal():
-        credentials.password = typer.prompt(credentials.prompt, hide_input=True)
+        credentials.password = typer.prompt(credentials.prompt, hide_input=True, err=True)
 
 
 @app.command()
 @handle_errors
 def send(letter: LetterOption = None, only: OnlyOption = None,
-         limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Send at most N messages in this run.")] = None,
+         limit: Annotated[Optional[int], typer.Option("--limit", min=1, metavar="N", help="Send at most N messages in this run.")] = None,
          yes: Annotated[bool, typer.Option("--yes", "-y", help="Send without asking for confirmation.")] = False,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Write each message to out/<letter>/outbox/<id>.eml; connect to no server.")] = False,
-         resend: Annotated[Optional[list[str]], typer.Option("--resend", help="Send to this recipient again, even if sent before (repeatable).")] = None,
+         resend: Annotated[Optional[list[str]], typer.Option("--resend", metavar="ID", help="Send to this recipient again, even if sent before (repeatable).")] = None,
          resend_uncertain: Annotated[bool, typer.Option("--resend-uncertain", help="Send again the messages whose delivery is uncertain (check the mailbox first).")] = False,
          drafts: Annotated[bool, typer.Option("--drafts", help="Put each message in the mailbox's Drafts folder (IMAP), to review and send from your mail program; send nothing.")] = False) -> None:
-    """Email the letter to recipients whose channel is email or both: each once, with a journal (with
-    --drafts: each in the mailbox's Drafts folder instead, nothing sent)."""
+    """Email the letter to recipients whose channel is email or both: each once, recorded in the journal.
+
+    Renders first the letters that are new or changed, shows the plan and the first message, and asks before
+    sending. The mail server comes from [smtp] in dispatch.toml; DISPATCH_SMTP_HOST, DISPATCH_SMTP_PORT,
+    DISPATCH_SMTP_SECURITY, DISPATCH_SMTP_USERNAME and DISPATCH_SENDER override it. The password comes from
+    DISPATCH_SMTP_PASSWORD, the system keyring, or a prompt; it is never written to a file. With a named
+    account ([smtp] account, or DISPATCH_ACCOUNT) the server and the sign-in come from accounts.toml;
+    auth = "oauth2" signs in with the tokens of dispatch login ACCOUNT and asks for no password."""
     if drafts and dry_run:
         err.print("error: --dry-run writes files and connects to nothing; --drafts puts the messages in the mailbox: "
                   "choose one", markup=False)
@@ -181,7 +187,7 @@ def send(letter: LetterOption = None, only: OnlyOption = None,
                 raise SendError("not sending: confirmation is needed and this is not a terminal",
                                 hint="run dispatch send in a terminal to confirm, or dispatch send --yes to send without "
                                      "asking (dispatch send --dry-run writes the messages to files to check first)")
-            if not typer.confirm(f"Send {len(plan.items)} message(s)?", default=False):
+            if not typer.confirm(f"Send {len(plan.items)} message(s)?", default=False, err=True):
                 out.print("nothing was sent", markup=False)
                 raise typer.Exit(1)
         _ask_password(credentials)
