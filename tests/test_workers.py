@@ -55,17 +55,16 @@ def test_renderer_process_renders_what_a_renderer_here_renders(make_workspace, s
         assert "never fetches from the network" in str(caught.value)
         assert remote.render(page).data == pdf.data  # still serving after a bad document
         process = remote._process
-    assert not process.is_alive()
+    _wait_until(lambda: not process.is_alive(), "the renderer process outlived its context")
     here = PdfRenderer(templates, pdf_variant="pdf/a-3u").render(page)
     assert (pdf.data, pdf.pages, pdf.anchors) == (here.data, here.pages, here.anchors)
 
 
 def test_renderer_process_closed_before_use_stops_at_once(make_workspace):
     templates = make_workspace([row("NA", "Namibia")]) / "templates"
-    started = time.monotonic()
     with RendererProcess(templates) as remote:
         process = remote._process
-    assert not process.is_alive() and time.monotonic() - started < 5
+    _wait_until(lambda: not process.is_alive(), "the renderer process outlived its context")
 
 
 def many_rows(count: int) -> list[dict[str, str]]:
@@ -139,3 +138,41 @@ def test_workers_of_a_killed_render_stop_and_the_rerun_finishes(make_workspace):
     for pdf in out.glob("*.pdf"):  # whatever was renamed into place is a whole PDF
         assert len(PdfReader(str(pdf)).pages) == 1
     check_finished(folder, 8)
+
+
+def _wait_until(condition, what: str, seconds: float = 60) -> None:
+    """Poll for a condition with a generous deadline (a busy machine may take its time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_forced_spawn_starts_the_workers_as_new_interpreters(make_workspace, tmp_path, monkeypatch):
+    from dispatch.pdf.process import context
+
+    monkeypatch.setenv("DISPATCH_START_METHOD", "spawn")
+    templates = make_workspace([row("NA", "Namibia")]) / "templates"
+    assert context().get_start_method() == "spawn" and context(fork_server=False).get_start_method() == "spawn"
+    with PdfPool(templates, jobs=2) as pool:
+        pool.start()
+        done = list(pool.render(iter([Job("a", PAGE.format("Letter for Andorra"), tmp_path / "a.pdf")])))
+        assert done[0].problem is None
+        workers = list(pool._executor._processes.values())
+        assert workers and all("spawn_main" in _cmdline(worker.pid) for worker in workers)
+    with RendererProcess(templates) as remote:
+        assert type(remote._process).__name__ == "SpawnProcess"
+        assert "spawn_main" in _cmdline(remote._process.pid)
+
+
+def test_an_unknown_start_method_is_refused_with_the_allowed_ones(monkeypatch):
+    import multiprocessing
+
+    from dispatch.pdf.process import context
+
+    monkeypatch.setenv("DISPATCH_START_METHOD", "teleport")
+    with pytest.raises(RenderError) as caught:
+        context()
+    message = str(caught.value) + (caught.value.problem.hint or "")
+    assert "DISPATCH_START_METHOD" in message and "teleport" in message
+    assert all(method in message for method in multiprocessing.get_all_start_methods())

@@ -18,6 +18,7 @@ at once or when needed); a command that may render calls warm_up first, as early
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
@@ -52,8 +53,10 @@ def warm_up() -> None:
 
     For a command that may render PDFs, called as early as it can be (before the options are read): it
     starts the fork server the workers come from (Linux; elsewhere it does nothing, workers start with
-    their pool). workers_for, called once the command knows what it renders, then uses it or stops it."""
-    start_server()
+    their pool). workers_for, called once the command knows what it renders, then uses it or stops it.
+    A DISPATCH_START_METHOD that names no start method is reported by the render, not here."""
+    with contextlib.suppress(RenderError):
+        start_server()
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,33 @@ def _exit_with_parent() -> None:
     os._exit(1)
 
 
+START_METHOD_VARIABLE = "DISPATCH_START_METHOD"
+
+
+def forced_start_method() -> str | None:
+    """The start method DISPATCH_START_METHOD asks for (one of multiprocessing.get_all_start_methods()), or
+    None when it is unset or empty. Forcing `spawn` on Linux runs what macOS and Windows run."""
+    forced = os.environ.get(START_METHOD_VARIABLE, "").strip()
+    if not forced:
+        return None
+    allowed = multiprocessing.get_all_start_methods()
+    if forced not in allowed:
+        raise RenderError(f"{START_METHOD_VARIABLE}={forced!r} is not a start method of this system",
+                          hint=f"use one of: {', '.join(allowed)}, or unset {START_METHOD_VARIABLE}")
+    return forced
+
+
 def context(fork_server: bool = True):
-    """Where the workers come from: a fork server that preloaded WeasyPrint on Linux, new interpreters elsewhere
-    (or when fork_server is False)."""
-    if fork_server and sys.platform == "linux":
+    """Where the workers come from: the start method DISPATCH_START_METHOD forces, if set; otherwise a fork
+    server that preloaded WeasyPrint on Linux (where fork exists), new interpreters elsewhere (or when
+    fork_server is False)."""
+    forced = forced_start_method()
+    if forced is not None:
+        found = get_context(forced)
+        if forced == "forkserver":
+            found.set_forkserver_preload(PRELOAD)
+        return found
+    if fork_server and sys.platform == "linux" and "forkserver" in multiprocessing.get_all_start_methods():
         found = get_context("forkserver")
         found.set_forkserver_preload(PRELOAD)
         return found
@@ -184,7 +207,8 @@ class RendererProcess:
     without importing WeasyPrint here. Anything else asked of it is answered by a PdfRenderer in this
     process.
 
-    The process is forked on Linux when this process has no other thread (a copy, at once: 0.15 to
+    The process starts as DISPATCH_START_METHOD says, if set; otherwise it is forked on Linux when this
+    process has no other thread (a copy, at once: 0.15 to
     0.2 s sooner than a new interpreter, which must import Python's startup and dispatch.pdf
     again); it is spawned otherwise (another system, or threads that a fork could copy mid-work).
     """
@@ -195,7 +219,10 @@ class RendererProcess:
         self._variants: tuple[str, ...] | None = None
         self._local: PdfRenderer | None = None
         if start_method is None:
-            start_method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+            start_method = forced_start_method()
+        if start_method is None:
+            start_method = ("fork" if sys.platform == "linux" and threading.active_count() == 1
+                            and "fork" in multiprocessing.get_all_start_methods() else "spawn")
         found = get_context(start_method)
         self._connection, theirs = found.Pipe()
         self._process = found.Process(target=_serve_renderer, daemon=True, args=(
