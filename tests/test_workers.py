@@ -159,9 +159,11 @@ def test_forced_spawn_starts_the_workers_as_new_interpreters(make_workspace, tmp
         done = list(pool.render(iter([Job("a", PAGE.format("Letter for Andorra"), tmp_path / "a.pdf")])))
         assert done[0].problem is None
         workers = list(pool._executor._processes.values())
-        assert workers and all("spawn_main" in _cmdline(worker.pid) for worker in workers)
+        assert workers and {type(worker).__name__ for worker in workers} == {"SpawnProcess"}
+        assert all("spawn_main" in _cmdline(worker.pid) for worker in workers)  # they answered: started
     with RendererProcess(templates) as remote:
         assert type(remote._process).__name__ == "SpawnProcess"
+        assert remote.pdf_variants()  # it answered: its interpreter is running
         assert "spawn_main" in _cmdline(remote._process.pid)
 
 

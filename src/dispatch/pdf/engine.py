@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import unquote, urlsplit
 
 from dispatch.errors import Problem, RenderError
+from dispatch.pdf.inputs import load_failures, refuse_attachments, where
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ def confined_fetcher(root: Path):
                 path = Path(unquote(parts.path)).resolve()
                 if path.is_relative_to(root) and path.is_file():
                     return super().fetch(url, headers)
+                if path.is_relative_to(root):
+                    missing = FatalURLFetchingError(f"{path.relative_to(root).as_posix()} is not a file in templates/; "
+                                                    "the letter was not written")
+                    missing.missing = path.relative_to(root).as_posix()
+                    raise missing
                 raise FatalURLFetchingError(f"{url} is not a file inside the templates folder")
             raise FatalURLFetchingError(f"{url}: dispatch never fetches from the network")
 
@@ -135,9 +141,15 @@ class PdfRenderer:
             if path.is_relative_to(self.templates) and path.is_file():
                 text = path.read_text(encoding="utf-8", errors="replace")
                 if not any(marker in text for marker in _NOT_REUSABLE):
-                    parsed = self._weasyprint.CSS(string=text, base_url=path.as_uri(), url_fetcher=self.fetcher,
-                                                  font_config=self.font_config)
+                    try:  # what it loads (fonts) is loaded once: a failure is kept for every later letter
+                        with load_failures(self.templates):
+                            parsed = self._weasyprint.CSS(string=text, base_url=path.as_uri(),
+                                                          url_fetcher=self.fetcher, font_config=self.font_config)
+                    except RenderError as exc:
+                        parsed = exc
             self._stylesheets[href] = parsed
+        if isinstance(self._stylesheets[href], RenderError):
+            raise self._stylesheets[href]
         return self._stylesheets[href]
 
     def _reuse_stylesheets(self, html: str) -> tuple[str, list[Any]]:
@@ -159,25 +171,33 @@ class PdfRenderer:
     def stylesheet(self, css: str):
         """css parsed once for this renderer (by its text), to pass to layout()."""
         if css not in self._parsed:
-            self._parsed[css] = self._weasyprint.CSS(string=css, base_url=self.base_url, url_fetcher=self.fetcher,
-                                                     font_config=self.font_config)
+            try:
+                with load_failures(self.templates):
+                    self._parsed[css] = self._weasyprint.CSS(string=css, base_url=self.base_url,
+                                                             url_fetcher=self.fetcher, font_config=self.font_config)
+            except RenderError as exc:
+                self._parsed[css] = exc
+        if isinstance(self._parsed[css], RenderError):
+            raise self._parsed[css]
         return self._parsed[css]
 
     def layout(self, html: str, *, plain: bool = False, stylesheets: tuple = ()):
         """The laid-out WeasyPrint document of html (plain: without this renderer's PDF variant and tags).
 
-        stylesheets: more stylesheets from stylesheet(), after the document's own."""
+        stylesheets: more stylesheets from stylesheet(), after the document's own. A part that cannot be
+        loaded (an image, a font, a stylesheet: see inputs.py) or an attachment is a RenderError."""
         from weasyprint.urls import FatalURLFetchingError
 
+        refuse_attachments(html, self.templates)
         try:
-            html, own = self._reuse_stylesheets(html)
-            stylesheets = [*own, *stylesheets]
-            document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
-            rendered = document.render(font_config=self.font_config, stylesheets=stylesheets, custom_metadata=True,
-                                       **({} if plain else self.options))
+            with load_failures(self.templates) as failures:
+                html, own = self._reuse_stylesheets(html)
+                stylesheets = [*own, *stylesheets]
+                document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
+                rendered = document.render(font_config=self.font_config, stylesheets=stylesheets,
+                                           custom_metadata=True, **({} if plain else self.options))
         except FatalURLFetchingError as exc:
-            raise RenderError(str(exc), file="templates/",
-                              hint="templates may only use files inside templates/ (fonts, images, CSS)") from None
+            raise _outside(exc, self.templates) from None
         except OSError as exc:  # WeasyPrint writes fonts to the temporary folder while it works
             raise _disk_error(exc) from None
         if not plain and (self.pdf_variant or "").startswith("pdf/x"):  # see write: its XMP document ID
@@ -191,11 +211,15 @@ class PdfRenderer:
         the content), and where a PDF variant would stamp the time of day (PDF/X: creation and
         modification dates, a random XMP document ID), the date is document_date() and the ID a
         digest of the document's HTML."""
+        from weasyprint.urls import FatalURLFetchingError
+
         variant = None if plain else self.pdf_variant
         try:
-            with _fixed_stamps(rendered, variant):
+            with _fixed_stamps(rendered, variant), load_failures(self.templates):
                 return rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch",
                                           **({} if plain else self.options))
+        except FatalURLFetchingError as exc:
+            raise _outside(exc, self.templates) from None
         except OSError as exc:
             raise _disk_error(exc) from None
 
@@ -249,6 +273,17 @@ def _fixed_stamps(rendered, pdf_variant: str | None):
         yield
     finally:
         module.uuid4 = original
+
+
+def _outside(exc: BaseException, templates: Path) -> RenderError:
+    missing = getattr(exc, "missing", None)
+    if missing:
+        file, line = where(templates, Path(missing).name)
+        return RenderError(str(exc), file=file, line=line,
+                           hint="add the file to templates/ (images, fonts and stylesheets must be there), "
+                                "or correct its name where the template refers to it")
+    return RenderError(str(exc), file="templates/",
+                       hint="templates may only use files inside templates/ (fonts, images, CSS)")
 
 
 def _disk_error(exc: OSError) -> RenderError:

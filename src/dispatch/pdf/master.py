@@ -28,6 +28,7 @@ from __future__ import annotations
 import html as htmllib
 import io
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -35,6 +36,7 @@ from dispatch.errors import DispatchError
 from dispatch.pdf.engine import PdfRenderer
 from dispatch.pdf.increment import Base
 from dispatch.pdf.markers import MARKER, replace_markers
+from dispatch.pdf.tails import shared_pages
 from dispatch.regions import ATTRIBUTE, Parts
 
 PT_PER_PX = 0.75
@@ -115,6 +117,9 @@ class Master:
     slot_objects: tuple[tuple[int, bytes], ...] = ()  # per slot: its form's object number and /BBox
     metadata_object: int | None = None  # the XMP stream's object number
     producer: bytes = b""  # the master's /Producer, written
+    # Per tagged slot: its index, and the object number and dictionary (without /T) of its marker's structure
+    # element, which each letter's update rewrites with the region's text as /ActualText (see _titled_markers).
+    slot_tags: tuple[tuple[int, int, bytes], ...] = ()
     body: str = ""  # the group's HTML from </head> on, a mark in each region (see whole_html)
     word: str = ""
 
@@ -154,9 +159,12 @@ class MasterJob:
         if reason:
             return FellBack(self.group, reason)
         try:
-            document = renderer.layout(self.html)
+            with shared_pages():  # pages after the first laid out once for letters that match there
+                document = renderer.layout(self.html)
             slots, size = _find_slots(document)
-            pdf = _with_slots(renderer.write(document), slots, size[1])
+            with _titled_markers():
+                written = renderer.write(document)
+            pdf = _with_slots(written, slots, size[1])
         except Unfit as exc:
             return FellBack(self.group, str(exc))
         except DispatchError as exc:  # rendered whole, the letter reports it with its name
@@ -305,6 +313,58 @@ def _base_facts(data: bytes, slots: Sequence[Slot]) -> dict:
             objects.append((form.objgen[0], form.BBox.unparse()))
         metadata = pdf.Root.get("/Metadata")
         producer = pdf.docinfo.get("/Producer")
-        return {"base": Base.read(data, pdf), "slot_objects": tuple(objects),
+        return {"base": Base.read(data, pdf), "slot_objects": tuple(objects), "slot_tags": _slot_tags(pdf),
                 "metadata_object": metadata.objgen[0] if metadata is not None else None,
                 "producer": producer.unparse() if producer is not None else b""}
+
+
+_TITLE = "dispatch-slot-"
+
+
+@contextmanager
+def _titled_markers():
+    """While a tagged master is written: the structure element of each slot's marker titled
+    "dispatch-slot-<k>" (/T), so that _slot_tags finds it. WeasyPrint tags the empty marker as an empty
+    Span; each letter's update gives that Span the region's text as /ActualText (overlay.py), which
+    is what a screen reader reads there, and drops the title."""
+    from weasyprint.pdf import tags
+
+    original = tags._build_box_tree
+
+    def build(box, *args):
+        for element in original(box, *args):
+            marker = box.element.get("data-dispatch-slot") if getattr(box, "element", None) is not None else None
+            if marker is not None and "T" not in element:
+                import pydyf
+
+                element["T"] = pydyf.String(f"{_TITLE}{marker}")
+            yield element
+
+    tags._build_box_tree = build
+    try:
+        yield
+    finally:
+        tags._build_box_tree = original
+
+
+def _slot_tags(pdf) -> tuple[tuple[int, int, bytes], ...]:
+    """The marker structure elements _titled_markers titled, outermost first for each slot (see Master.slot_tags)."""
+    import pikepdf
+
+    root = pdf.Root.get("/StructTreeRoot")
+    found: list[tuple[int, int, bytes]] = []
+    pending = [root] if root is not None else []
+    seen: set[int] = set()
+    while pending:
+        node = pending.pop(0)
+        if not isinstance(node, pikepdf.Dictionary) or (node.is_indirect and node.objgen[0] in seen):
+            continue
+        if node.is_indirect:
+            seen.add(node.objgen[0])
+        title = node.get("/T")
+        if title is not None and str(title).startswith(_TITLE) and node.is_indirect:
+            copy = pikepdf.Dictionary({key: value for key, value in node.items() if key != "/T"})
+            found.append((int(str(title)[len(_TITLE):]), node.objgen[0], copy.unparse()))
+        kids = node.get("/K")
+        pending.extend(kids if isinstance(kids, pikepdf.Array) else [kids] if kids is not None else [])
+    return tuple(found)

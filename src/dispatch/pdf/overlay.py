@@ -17,6 +17,8 @@ master's slots in an incremental update (increment.py), with the letter's metada
 
 from __future__ import annotations
 
+import html as htmllib
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -229,8 +231,22 @@ def _assemble(master: Master, drawn: Drawn, mine: Sequence[Instance], letter: La
             b"<</Type/XObject/Subtype/Form/BBox" + bbox + b"/Resources<</XObject<</Sheet %d 0 R>>>>>>" % number,
             b"/Sheet Do")
         number += 1
+    done: set[int] = set()
+    for index, structure, dictionary in master.slot_tags:  # the region's text, for a screen reader
+        text = region_text(letter.contents[index]) if index not in done and index < len(letter.contents) else ""
+        done.add(index)
+        bodies[structure] = (dictionary[:dictionary.rindex(b">>")] + b" /ActualText "
+                             + pikepdf.String(text).unparse() + b" >>") if text else dictionary
     metadata = head_metadata("".join(letter.head))
     parts = variant_parts(master.pdf_variant)
     if parts and master.metadata_object is not None:
         bodies[master.metadata_object] = stream_body(b"<</Type/Metadata/Subtype/XML>>", xmp_packet(metadata, *parts))
     return update(master.base, bodies, number, info_dictionary(metadata, master.producer))
+
+
+def region_text(content: str) -> str:
+    """A region's HTML as the text a screen reader gives (its lines on lines of their own)."""
+    text = re.sub(r"<br\s*/?>|</(?:p|div|li|h[1-6])>", "\n", content, flags=re.IGNORECASE)
+    text = htmllib.unescape(re.sub(r"<[^>]*>", "", text))
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
