@@ -6,6 +6,7 @@ the repository's sample campaign."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pikepdf
@@ -51,7 +52,6 @@ def mission(campaign: Path, rid: str) -> str:
 @pytest.fixture(scope="module")
 def layered(tmp_path_factory):
     from tests.conftest import REPO
-    import shutil
 
     campaign = tmp_path_factory.mktemp("tags") / "sample"
     campaign.mkdir()

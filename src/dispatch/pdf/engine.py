@@ -190,7 +190,7 @@ class PdfRenderer:
 
         refuse_attachments(html, self.templates)
         try:
-            with load_failures(self.templates) as failures:
+            with load_failures(self.templates):
                 html, own = self._reuse_stylesheets(html)
                 stylesheets = [*own, *stylesheets]
                 document = self._weasyprint.HTML(string=html, base_url=self.base_url, url_fetcher=self.fetcher)
