@@ -4,6 +4,7 @@
     python bench/render.py --recipients 1000 --skip-naive   # memory with 1,000 recipients
     python bench/render.py --recipients 125 --typst         # also the Typst reference (bench/reference.typ)
     python bench/render.py --recipients 125 --whole         # also every letter rendered whole (--no-layers)
+    python bench/render.py --recipients 125 --personalised  # the State in the body: `call on {{ state }}`
 
 Steps, each in a fresh process, on a copy of the sample campaign in a temporary folder:
 1. `dispatch render --format html` writes the merged HTML of every letter;
@@ -53,11 +54,20 @@ for f in sorted(glob.glob(os.path.join(source, "*.html"))):
 """
 
 
-def make_campaign(folder: Path, recipients: int) -> None:
+PERSONAL = ("call on your State", "call on {{ state }}")
+
+
+def make_campaign(folder: Path, recipients: int, *, personalised: bool = False) -> None:
     for name in ("dispatch.toml", "recipients.csv"):
         shutil.copy(REPO / name, folder / name)
     for name in ("letters", "templates"):
         shutil.copytree(REPO / name, folder / name)
+    if personalised:  # the recipient's State in the body: every letter's first page differs
+        letter = folder / "letters" / "icc-states-parties-2020.md"
+        text = letter.read_text(encoding="utf-8")
+        if PERSONAL[0] not in text:
+            sys.exit(f"the sample letter no longer says {PERSONAL[0]!r}")
+        letter.write_text(text.replace(PERSONAL[0], PERSONAL[1], 1), encoding="utf-8")
     with open(REPO / "recipients.csv", encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         header, rows = reader.fieldnames, list(reader)
@@ -164,12 +174,15 @@ def main() -> None:
     parser.add_argument("--typst", action="store_true", help="also time the Typst reference, in a fresh process")
     parser.add_argument("--whole", action="store_true",
                         help="also time `dispatch render --force --no-layers` (every letter rendered whole)")
+    parser.add_argument("--personalised", action="store_true",
+                        help="the personalised case: the sample with `call on {{ state }}` in the body")
     args = parser.parse_args()
 
     print(machine())
+    print("personalised case: `call on {{ state }}` in the body" if args.personalised else "the sample campaign")
     folder = Path(tempfile.mkdtemp(prefix="dispatch-bench-"))
     try:
-        make_campaign(folder, args.recipients)
+        make_campaign(folder, args.recipients, personalised=args.personalised)
         out = folder / "out" / "icc-states-parties-2020"
         html, naive = folder / "html", folder / "naive"
         Run([DISPATCH, "-q", "render", "--format", "html"], folder)

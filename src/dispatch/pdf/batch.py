@@ -21,7 +21,8 @@ from typing import Callable, Iterator, Sequence
 from dispatch.pdf.engine import Done
 from dispatch.pdf.master import PT_PER_PX, FellBack, Master, MasterJob, master_html, supports
 from dispatch.pdf.overlay import LayeredLetter, OverlayJob, Solo, SoloJob, WarmUp
-from dispatch.pdf.pool import Job, PdfPool
+from dispatch.pdf.pool import PdfPool
+from dispatch.pdf.tails import WholeJob
 from dispatch.regions import Parts
 
 MM_PER_PX = PT_PER_PX * 25.4 / 72
@@ -129,7 +130,7 @@ class LetterStream:
             for key in solo:
                 yield SoloJob(self._master_job(key), _letters(self._groups[key])[0], stage=True)
             for order in self._whole:  # HTML made as needed, not held for every letter
-                yield Job(order.name, order.html(), order.target, stage=True)
+                yield WholeJob(order.name, order.html(), order.target, stage=True)
 
         for result in self.pool.render(tasks(), count=len(later) + len(solo) + len(self._whole)):
             if isinstance(result, Done):
