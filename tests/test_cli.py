@@ -377,3 +377,25 @@ def test_send_asks_on_stderr_and_answers_on_stdout(make_workspace, smtp_env):
     assert b"Send 1 message(s)?" not in stdout and b"SMTP password" not in stdout
     assert PASSWORD.encode() not in stdout + stderr
     assert len(server.handler.messages) == 1
+
+
+def test_ctrl_c_ends_watching_with_exit_0_even_while_rendering(make_workspace):
+    # Ctrl-C is how `preview --watch` ends: the same exit 0 whether it comes while waiting for a change or
+    # while a letter is being rendered (here: as soon as watching starts, during the first render).
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import interruptible
+
+    pytest.importorskip("watchfiles")
+    folder = make_workspace([row("NA", "Namibia")])
+    process = subprocess.Popen([str(Path(sys.executable).parent / "dispatch"), "preview", "NA", "--watch"], cwd=folder,
+                               preexec_fn=interruptible, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr.readline().startswith("watching letters/, templates/, dispatch.toml and recipients.csv")
+    finally:
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert stderr.endswith("stopped watching\n") and "Traceback" not in stderr and "interrupted" not in stderr

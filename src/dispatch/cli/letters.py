@@ -184,9 +184,13 @@ def preview(recipient: Annotated[str, typer.Argument(metavar="ID", help="Recipie
             opened = True
             _open_viewer(ws, event.preview.pdf)
 
-    err.print(f"watching {ws.relative(ws.letters)}/, {ws.relative(ws.templates)}/, dispatch.toml and "
-              f"{ws.relative(ws.recipients_file)}; press Ctrl-C to stop", markup=False)
-    campaign.watch_preview(ws.root, recipient, letter=letter, on_event=on_event)
+    try:
+        err.print(f"watching {ws.relative(ws.letters)}/, {ws.relative(ws.templates)}/, dispatch.toml and "
+                  f"{ws.relative(ws.recipients_file)}; press Ctrl-C to stop", markup=False)
+        campaign.watch_preview(ws.root, recipient, letter=letter, on_event=on_event)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how watching ends, while waiting or while rendering (nothing half-written is left)
+    err.print("stopped watching", markup=False)
 
 
 def _open_viewer(ws: Workspace, pdf: Path) -> None:
