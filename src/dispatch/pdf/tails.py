@@ -33,7 +33,7 @@ from dispatch.pdf.pool import Job
 log = logging.getLogger(__name__)
 
 KEPT = 4  # references kept in a process (letters' first pages may end in a few places)
-_references: list["Reference"] = []
+_references: list[Reference] = []
 statistics = {"shared": 0, "whole": 0}
 
 
@@ -228,19 +228,15 @@ def _needs_another_pass(context, total: int) -> bool:
 def _finish(html, context, pages) -> list:
     """WeasyPrint's end of layout_document (string sets, bookmarks, fixed and margin boxes, backgrounds), on
     these pages: its pagination pass replaced by them for the time of the call (one process, one thread)."""
-    import weasyprint.layout as layout
+    from weasyprint import layout
 
     made, initialise = layout.make_all_pages, layout.initialize_page_maker
     layout.make_all_pages = lambda *args: iter(pages)
     layout.initialize_page_maker = lambda *args: None
     try:
-        return list(made_layout(layout, html, context))
+        return list(layout.layout_document(html, None, context, max_loops=1))
     finally:
         layout.make_all_pages, layout.initialize_page_maker = made, initialise
-
-
-def made_layout(layout, html, context):
-    return layout.layout_document(html, None, context, max_loops=1)
 
 
 @contextmanager
