@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -49,21 +50,22 @@ def test_mark_and_undo_are_journal_events_shown_by_status(folder):
     status = run("-C", str(folder), "status")
     assert status.exit_code == 0
     assert status.stdout.splitlines() == [
-        "id  state        channel  pdf      email    time  message_id  reply  hand delivery                                  flag",
-        "NA  Namibia      print    missing  -        -     -           -      delivered 2020-04-28 14:30 to A. Receptionist  -",
-        "KE  Kenya        print    missing  -        -     -           -      delivered 2020-04-28 14:30 to A. Receptionist  -",
-        "CH  Switzerland  email    missing  pending  -     -           -      -                                              -",
+        "id  state        channel  status     when              note",
+        "NA  Namibia      print    delivered  2020-04-28 14:30  -",
+        "KE  Kenya        print    delivered  2020-04-28 14:30  -",
+        "CH  Switzerland  email    pending    -                 -",
         "letter 'letter': 0 of 1 email(s) sent",
         "letter 'letter': 2 of 2 letter(s) to print delivered by hand",
     ]
+    [ke] = json.loads(run("-C", str(folder), "status", "-f", "json", "--only", "KE").stdout)
+    assert ke["delivery"] == "delivered 2020-04-28 14:30 to A. Receptionist"
 
     undone = run("-C", str(folder), "mark", "KE", "--delivered", "--undo", "--note", "wrong mission")
     assert undone.exit_code == 0
     assert undone.stdout == "KE: delivery mark withdrawn (Kenya)\n" "report: out/letter/report.html\n"
     assert events(folder)[-1] == ("KE", "delivery-withdrawn", {"note": "wrong mission"})
     status = run("-C", str(folder), "status")
-    assert status.stdout.splitlines()[2].split()[:4] == ["KE", "Kenya", "print", "missing"]
-    assert "  not yet  " in status.stdout.splitlines()[2]
+    assert status.stdout.splitlines()[2].split()[:5] == ["KE", "Kenya", "print", "not", "yet"]
     assert status.stdout.splitlines()[-1] == "letter 'letter': 1 of 2 letter(s) to print delivered by hand"
 
     again = run("-C", str(folder), "mark", "KE", "--delivered")  # default: now

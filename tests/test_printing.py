@@ -403,5 +403,6 @@ def test_missing_addresses_stop_the_print_run_before_anything_is_written(make_wo
     assert len(PdfReader(str(out / "letters.pdf")).pages) == 3
     assert len(PdfReader(str(out / "envelopes.pdf")).pages) == 1
     rows = list(csv.DictReader(io.StringIO((out / "manifest.csv").read_text(encoding="utf-8-sig"))))
-    assert [(r["id"], r["building"]) for r in rows] == [("KE", "866 UN Plaza"), ("AL", "No postal address"),
-                                                       ("NA", "No postal address")]
+    no_address = "No postal address: deliver by hand or have collected"
+    assert [(r["id"], r["building"]) for r in rows] == [("KE", "866 UN Plaza"), ("AL", no_address),
+                                                       ("NA", no_address)]

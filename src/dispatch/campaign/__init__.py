@@ -317,15 +317,16 @@ def signer(key_file: Path, ask: Callable[[str], str | None]) -> Signer:
     return open_signer(key_file, password, data=data)
 
 
-def format_status(rows: list[StatusRow], fmt: str) -> str | bytes:
-    """Status rows as a table, CSV (safe for spreadsheets) or JSON."""
+def format_status(rows: list[StatusRow], fmt: str, *, wide: bool = False) -> str | bytes:
+    """Status rows as a table (the columns a coordinator reads first, in 100 columns; wide: every column,
+    nothing cut), CSV (safe for spreadsheets) or JSON."""
     from dispatch import status as formats
 
     if fmt == "csv":
         return formats.to_csv(rows)
     if fmt == "json":
         return formats.to_json(rows)
-    return formats.to_table(rows)
+    return formats.to_table(rows, wide=wide)
 
 
 def verify(ws: Workspace, files: list[Path], trust: list[Path], *, require_signature: bool = False) -> list:

@@ -103,7 +103,8 @@ def _delivered_text(event) -> str:
 @handle_errors
 def status(letter: LetterOption = None, only: OnlyOption = None,
            fmt: Annotated[StatusFormat, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv or json (CSV and JSON hold every column).")] = StatusFormat.table,
-           bounced: Annotated[bool, typer.Option("--bounced", help="Only the recipients whose email bounced (dispatch track): the addresses to look up.")] = False) -> None:
+           bounced: Annotated[bool, typer.Option("--bounced", help="Only the recipients whose email bounced (dispatch track): the addresses to look up.")] = False,
+           wide: Annotated[bool, typer.Option("--wide", help="Every column (PDF, email, time, Message-ID, server reply, hand delivery, flag, note, sent copy...), nothing cut: for a wide terminal or less -S.")] = False) -> None:
     """Show where each letter stands, from the journal: one row per recipient.
 
     The table fits 100 columns: id, state, channel, status (the email's, the hand delivery's), when, and the
@@ -111,7 +112,7 @@ def status(letter: LetterOption = None, only: OnlyOption = None,
     name, rows = campaign.status(workspace(), letter=letter, only=only)
     if bounced:
         rows = [row for row in rows if row.email == "bounced"]
-    typer.echo(campaign.format_status(rows, fmt.value), nl=False)
+    typer.echo(campaign.format_status(rows, fmt.value, wide=wide), nl=False)
     if fmt.value != "table":
         return
     if bounced:

@@ -179,6 +179,9 @@ def fit(html: Callable[[Sequence[float]], str], items: Sequence[PrintItem], size
 
 # --- the courier's manifest ------------------------------------------------------------------------------
 
+NO_ADDRESS = "No postal address: deliver by hand or have collected"
+
+
 def manifest_groups(items: Sequence[PrintItem]) -> list[dict[str, Any]]:
     """Letters grouped by building, in the order the courier meets them in the stack; no address last."""
     groups: dict[str, dict[str, Any]] = {}
@@ -187,7 +190,7 @@ def manifest_groups(items: Sequence[PrintItem]) -> list[dict[str, Any]]:
         key = building_key(address) if item.has_address else ""
         if key not in groups:
             first = next((line.strip() for line in address.splitlines() if line.strip()), "")
-            groups[key] = {"building": first.split(",")[0].strip() if key else "No postal address", "rows": []}
+            groups[key] = {"building": first.split(",")[0].strip() if key else NO_ADDRESS, "rows": []}
         groups[key]["rows"].append({
             "number": item.number, "id": item.recipient.id, "state": item.recipient.state,
             "mission": item.recipient.get("mission").strip(), "pages": item.pages,
