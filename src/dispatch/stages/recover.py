@@ -84,6 +84,13 @@ def _recover_letter(journal: Journal, letter_dir: Path, result: Repair) -> None:
                 data.update(message_id=str(headers.get("Message-ID", "")), to=str(headers.get("To", "")),
                             archive_eml=entry.eml.relative_to(letter_dir).as_posix())
             events.append((letter, entry.recipient_id, "uncertain", {**data, "reason": RECOVERED}))
+        elif entry.channel == "draft":  # put in the Drafts folder, not sent: a plain send leaves it alone
+            emailed.add(entry.recipient_id)
+            if entry.eml is not None:
+                headers = BytesHeaderParser().parsebytes(entry.eml.read_bytes()[:65536])
+                data.update(message_id=str(headers.get("Message-ID", "")),
+                            archive_eml=entry.eml.relative_to(letter_dir).as_posix())
+            events.append((letter, entry.recipient_id, "drafted", data))
         elif entry.channel == "print":
             events.append((letter, entry.recipient_id, "printed", data))
         elif entry.channel == "hand":
