@@ -1,6 +1,7 @@
 # make demo: set up what the commands need (nothing more) and render the sample campaign into out/.
 # make test: add every extra and the test tools, then run the whole test suite twice: as Linux runs it,
 #            then with workers started as new interpreters (spawn), as macOS and Windows run it.
+# make test-fast: the tests not marked slow, once.
 # make bench: add the benchmark tools (Typst) and run the benchmarks.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ RUNTIME := $(VENV)/.runtime
 TESTING := $(VENV)/.testing
 BENCHING := $(VENV)/.benchmarking
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(RUNTIME): pyproject.toml constraints.txt
 	@$(PYTHON) tools/check_system.py
@@ -40,7 +41,11 @@ lint: $(TESTING)
 
 test: lint
 	$(BIN)/python -m pytest -n auto
-	DISPATCH_START_METHOD=spawn $(BIN)/python -m pytest -n auto --ignore tests/test_install.py
+	DISPATCH_START_METHOD=spawn $(BIN)/python -m pytest -n auto --ignore tests/test_install.py --ignore tests/test_send_crash.py
+
+# Everything not marked slow (the tests that render many PDFs or start servers and subprocesses): for a quick look.
+test-fast: lint
+	$(BIN)/python -m pytest -n auto -m "not slow"
 
 bench: $(BENCHING)
 	$(BIN)/python bench/render.py --recipients 125 --typst --whole
