@@ -14,7 +14,8 @@ Steps, each in a fresh process, on a copy of the sample campaign in a temporary 
 5. with --typst, the same letters typeset by Typst (bench/typst_reference.py) in a fresh process.
 It checks that both ways give the same letters (text extracted with pypdf, page counts), then prints
 wall times, CPU time, the ratio, pages per second and the peak memory of the process tree.
-Extra recipients (beyond the 125 rows) are copies of the sample rows with new ids.
+Extra recipients (beyond the 125 rows) are copies of the sample rows with new ids (with --personalised, and
+a State of their own: "Namibia (2)", so that every letter's body differs).
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def make_campaign(folder: Path, recipients: int, *, personalised: bool = False) 
         for row in rows:
             if len(out) == recipients:
                 break
-            out.append(dict(row, id=f"{row['id']}-{copy}"))
+            extra = dict(row, id=f"{row['id']}-{copy}")
+            if personalised:  # a State of its own, so that no two letters have the same body
+                extra["state"] = f"{row['state']} ({copy})"
+            out.append(extra)
         copy += 1
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
