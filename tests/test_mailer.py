@@ -61,11 +61,15 @@ def test_html_alternative_and_envelope_without_duplicates():
     assert b"\r\n..\r\n" not in out.as_bytes()  # dots are doubled only on the wire
 
 
-def test_attachment_file_names():
+def test_attachment_file_names_keep_their_script():
     assert attachment_file_name("Joint NGO letter Namibia", fallback="NA") == "Joint-NGO-letter-Namibia.pdf"
-    assert attachment_file_name("Lettre conjointe Côte d'Ivoire.pdf", fallback="CI") == "Lettre-conjointe-Cote-d-Ivoire.pdf"
+    assert attachment_file_name("Lettre conjointe Côte d'Ivoire.pdf", fallback="CI") == "Lettre-conjointe-Côte-d’Ivoire.pdf"
     assert attachment_file_name("../../etc/passwd", fallback="X") == "etc-passwd.pdf"
-    assert attachment_file_name("日本", fallback="JP") == "JP.pdf"
+    assert attachment_file_name("日本", fallback="JP") == "日本.pdf"
+    assert attachment_file_name("Κοινή επιστολή — Ελλάδα", fallback="GR") == "Κοινή-επιστολή-Ελλάδα.pdf"
+    assert attachment_file_name("<>:\"|?*\x00\u202e", fallback="X") == "X.pdf"  # nothing a file system refuses
+    long = attachment_file_name("中" * 300, fallback="CN")
+    assert len(long.encode("utf-8")) <= 204 and long.endswith(".pdf")
 
 
 def test_cover_note_subject_and_values_as_data(tmp_path):

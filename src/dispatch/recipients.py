@@ -23,13 +23,13 @@ from dispatch.models import CHANNELS, Recipient
 from dispatch.spreadsheet import WORKBOOK_SUFFIXES, read_sheet
 
 REQUIRED_COLUMNS = ("id", "state", "mission", "channel")
-KNOWN_COLUMNS = ("id", "state", "regional_group", "mission", "addressee", "title", "ambassador",
-                 "address", "email", "cc", "bcc", "language", "channel", "salutation", "note")
+KNOWN_COLUMNS = ("id", "state", "state_in_sentence", "regional_group", "mission", "form", "addressee", "title",
+                 "ambassador", "address", "email", "cc", "bcc", "language", "channel", "salutation", "note")
 # Columns whose cells are codes or addresses: surrounding spaces from a spreadsheet are dropped.
-TRIMMED_COLUMNS = ("id", "channel", "language", "email", "cc", "bcc")
+TRIMMED_COLUMNS = ("id", "channel", "language", "email", "cc", "bcc", "form")
 # Columns that must stay on one line (they go into headers, file names and address lines).
-SINGLE_LINE_COLUMNS = ("id", "state", "mission", "addressee", "title", "ambassador", "email", "cc",
-                       "bcc", "language", "channel", "salutation")
+SINGLE_LINE_COLUMNS = ("id", "state", "state_in_sentence", "mission", "form", "addressee", "title", "ambassador",
+                       "email", "cc", "bcc", "language", "channel", "salutation")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_CELL_CHARS = 2000
 CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")

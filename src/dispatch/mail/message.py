@@ -1,10 +1,18 @@
-"""Messages: one EmailMessage per recipient, with its envelope, from what the templates said (a Draft)."""
+"""Messages: one EmailMessage per recipient, with its envelope, from what the templates said (a Draft).
+
+The attached letter keeps its name in its own script: `Content-Disposition: attachment;
+filename*=utf-8''Joint-NGO-letter-%E4%B8%AD%E5%9B%BD.pdf` (RFC 2231, read by every current mail program).
+When the name is not ASCII, the Content-Type also carries `name="Joint-NGO-letter-CN.pdf"`, which a
+program that cannot read RFC 2231 shows instead.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from email import policy
+from email.header import Header
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from typing import Iterable
@@ -15,6 +23,7 @@ from dispatch.errors import SendError
 
 _POLICY = policy.SMTP.clone(cte_type="7bit")
 _POLICY_UTF8 = policy.SMTPUTF8.clone(cte_type="7bit")
+_UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ def build_message(draft: Draft) -> Outgoing:
         message["Cc"] = ", ".join(a.text for a in cc)
     if reply_to:
         message["Reply-To"] = ", ".join(a.text for a in reply_to)
-    message["Subject"] = _one_line(draft.subject, "subject", rid)
+    _set_subject(message, _one_line(draft.subject, "subject", rid), utf8=needs_utf8)
     message["Date"] = formatdate(localtime=True)
     domain = sender.text.rsplit("@", 1)[1]
     message_id = make_msgid(idstring=rid, domain=domain if domain.isascii() else "dispatch.invalid")
@@ -128,6 +137,9 @@ def build_message(draft: Draft) -> Outgoing:
         message.add_alternative(draft.html, subtype="html", cte=_cte(draft.html))
     name = _one_line(draft.attachment_name, "attachment name", rid)
     message.add_attachment(draft.attachment, maintype="application", subtype="pdf", filename=name)
+    if not name.isascii():
+        attachment = list(message.iter_attachments())[-1]
+        attachment.set_param("name", ascii_file_name(name, fallback=rid))
     envelope: list[str] = []
     for address in (to, *cc, *bcc):
         if address.text.lower() not in (e.lower() for e in envelope):
@@ -136,5 +148,43 @@ def build_message(draft: Draft) -> Outgoing:
                     len(draft.attachment))
 
 
+def _set_subject(message: EmailMessage, subject: str, *, utf8: bool) -> None:
+    """The Subject header, folded so that a reader unfolds it to exactly the subject.
+
+    (The email package, folding a long subject before an encoded word, leaves the space before the fold and
+    adds one after it: "States Parties  — Namibia".) A subject that needs encoding is written as encoded
+    words only (RFC 2047), whose spaces are inside them; any other is folded at single spaces."""
+    if not utf8 and not subject.isascii():
+        message.set_raw("Subject", Header(subject, "utf-8", header_name="Subject").encode(linesep="\n"))
+        return
+    lines, width = [""], len("Subject: ")
+    for index, word in enumerate(subject.split(" ")):
+        if index and word and width + 1 + len(word) > MAX_HEADER_LINE and lines[-1].strip():
+            lines.append(" " + word)
+            width = len(lines[-1])
+        else:
+            lines[-1] += (" " if index else "") + word
+            width += (1 if index else 0) + len(word)
+    message.set_raw("Subject", "\n".join(lines))
+
+
+MAX_HEADER_LINE = 78
+
+
 def _cte(text: str) -> str:
     return "7bit" if text.isascii() and all(len(line) < 990 for line in text.splitlines()) else "quoted-printable"
+
+
+def ascii_file_name(name: str, *, fallback: str) -> str:
+    """The name in ASCII letters, for a mail program that cannot read an RFC 2231 name: accents dropped
+    (Cote-d-Ivoire), and the fallback (the recipient's id) added when letters of another script were lost.
+    Short enough (at most 64 characters) to stay one plain quoted parameter when the header is folded."""
+    stem = re.sub(r"\.pdf$", "", name, flags=re.IGNORECASE).replace("’", "-")
+    ascii_text = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    fallback = _UNSAFE_ASCII.sub("-", fallback)[:20]
+    lost = any(ch.isalpha() and not unicodedata.normalize("NFKD", ch).encode("ascii", "ignore") for ch in stem)
+    room = 60 - (len(fallback) + 1 if lost else 0)
+    slug = re.sub(r"-{2,}", "-", _UNSAFE_ASCII.sub("-", ascii_text)).strip("-._")[:room].strip("-._")
+    if lost or not slug:
+        slug = f"{slug}-{fallback}" if slug else fallback
+    return slug + ".pdf"

@@ -5,6 +5,11 @@ strict about undefined names):
 - the letter body (Markdown): every value is escaped for Markdown before the Markdown is converted,
   so a cell can never become markup, a link or a template;
 - the layout (templates/*.html.j2): HTML autoescaping.
+
+What the letter prints of a recipient is typeset first: straight quotes and apostrophes in the cells become
+the language's (Côte d'Ivoire -> Côte d’Ivoire; codes and addresses such as `email` are left as written), the
+salutation and the address follow the recipient's form of address (i18n.FORMS), and the state's name comes
+ready for a sentence (`state_in_sentence`: "the Gambia", "the Plurinational State of Bolivia").
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from typing import Any, Mapping
 
 import jinja2
 from markdown_it import MarkdownIt
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from dispatch import i18n
-from dispatch.errors import TemplateError
+from dispatch.errors import RecipientsError, TemplateError
 from dispatch.merge import limits, sandbox
 from dispatch.merge.loader import ConfinedLoader
 from dispatch.merge.sandbox import Source, TimeBudgetExceeded
@@ -33,6 +38,9 @@ log = logging.getLogger(__name__)
 MAX_OUTPUT_CHARS = limits.LETTER.chars
 TIME_BUDGET_SECONDS = limits.LETTER.seconds
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&\"'=:;/^$%@?,])")
+# Cells that are codes or addresses: printed (and sent) exactly as written.
+CODE_COLUMNS = frozenset({"id", "email", "cc", "bcc", "language", "channel", "form"})
+_ADDRESS_LIKE = re.compile(r"^\S+@\S+$|^[a-z][a-z0-9+.-]*://", re.I)
 
 
 def markdown_escape(value: Any) -> Any:
@@ -45,6 +53,64 @@ def markdown_escape(value: Any) -> Any:
     lines = [line.strip() for line in text.replace("\r", "").split("\n")]
     escaped = [_MD_SPECIAL.sub(r"\\\1", line) for line in lines]
     return "\\\n".join(escaped)  # a backslash at the end of a line is a hard line break
+
+
+def typeset(column: str, value: str, language: str) -> str:
+    """A cell as the letter prints it: the language's quotation marks and apostrophes, except in codes and
+    addresses (an `email` with an apostrophe is sent as written)."""
+    if column in CODE_COLUMNS or not isinstance(value, str) or _ADDRESS_LIKE.match(value.strip()):
+        return value
+    return i18n.typographic(value, language)
+
+
+_ARTICLES = ("The ", "Le ", "La ", "Les ", "L’", "El ", "Los ", "Las ")
+
+
+def in_sentence_form(lines: list[str]) -> str:
+    """The addressee inside a sentence: "addressed to the Permanent Representative of Namibia"."""
+    text = ", ".join(lines)
+    for article in _ARTICLES:
+        if text.startswith(article):
+            return article.lower() + text[len(article):]
+    return text
+
+
+# Short words that belong with the word after them, in the languages the forms of address know.
+_BINDING = frozenset("a an and at by for in of on the to à au aux d’ de del des du e el et l’ la las le les los "
+                     "y".split())
+_PHRASE_CHARS = 32  # a phrase longer than this may break inside (it must never overflow the address field)
+
+
+def keep_phrases(value: Any) -> Markup:
+    """An address line that breaks only between phrases, never after "of" or "the", inside a name
+    ("United Nations", "Great Britain") or before the last word: "Permanent Mission of the Democratic
+    Republic / of the Congo to the United Nations". Each phrase is a span that does not wrap."""
+    words = str(value).split()
+    if len(words) < 2:
+        return escape(" ".join(words))
+
+    def capitalised(word: str) -> bool:
+        return word[:1].isupper() and not word.isupper()
+
+    phrases = [[words[0]]]
+    for index, (word, following) in enumerate(zip(words, words[1:]), start=1):
+        bound = not word.endswith((",", ";")) and (
+            word.lower() in _BINDING or word.isdigit() or index == len(words) - 1
+            or capitalised(word) and capitalised(following))
+        if bound:
+            phrases[-1].append(following)
+        else:
+            phrases.append([following])
+    # The space after a phrase stays inside its span, so the PDF's text has it (a space between two spans
+    # is laid out but not drawn, and text extraction would read "Representativeof").
+    pieces = []
+    for number, phrase in enumerate(phrases):
+        text = " ".join(phrase) + (" " if number < len(phrases) - 1 else "")
+        if len(phrase) > 1 and len(text) <= _PHRASE_CHARS:
+            pieces.append(Markup('<span style="white-space: nowrap">%s</span>') % text)
+        else:
+            pieces.append(escape(text))
+    return Markup("").join(pieces)
 
 
 @dataclass(frozen=True)
@@ -77,7 +143,11 @@ class Merger:
         # the whole letter and its parts.
         self.marks = Marks()
         self.layout_env = layout_environment(templates, marks=(self.marks, letter.template))
-        self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": False})
+        # The letter's own straight quotes become the language's ("…" -> “…”, « … »); nothing else is replaced.
+        open_, close, inner_open, inner_close = i18n.quotes(letter.language or context.default_language)
+        self.markdown = MarkdownIt("commonmark", {"html": True, "typographer": True,
+                                                  "quotes": [open_, close, inner_open, inner_close]})
+        self.markdown.enable("smartquotes")
         # Most letters merge to the same Markdown for every recipient: convert each distinct text once.
         self._converted: dict[str, str] = {}
         # A template that ran out of time for one recipient is not run again for the others.
@@ -101,23 +171,35 @@ class Merger:
 
     def variables(self, recipient: Recipient) -> dict[str, Any]:
         ctx = self.context
-        fields = {column: "" for column in ctx.columns}
-        fields.update(recipient.fields)
-        for column in ("addressee", "title", "ambassador", "address", "salutation", "regional_group", "email"):
-            fields.setdefault(column, "")
         letter = ctx.letter
+        raw = {column: "" for column in ctx.columns}
+        raw.update(recipient.fields)
+        for column in ("addressee", "title", "ambassador", "address", "salutation", "regional_group", "email"):
+            raw.setdefault(column, "")
         # The language of the version this recipient gets (its own, or the letter's when there is none).
-        language = letter.language or fields.get("language") or ctx.default_language
-        words = i18n.wording(language, salutation=letter.salutation, page_label=letter.page_label)
+        language = letter.language or raw.get("language") or ctx.default_language
+        fields = {column: typeset(column, value, language) for column, value in raw.items()}
+        words = i18n.wording(language, page_label=letter.page_label)
+        try:
+            salutation = (fields.get("salutation") or letter.salutation or i18n.salutation(fields, language)
+                          or words.salutation)
+            addressee_lines = list(i18n.addressee_lines(fields, language))
+        except ValueError as exc:
+            raise RecipientsError(f"recipient {recipient.id!r}: {exc}", file="recipients.csv", line=recipient.line,
+                                  column="form", hint="use one of: " + ", ".join(i18n.FORM_NAMES)) from None
+        in_sentence = fields.get("state_in_sentence") or i18n.state_in_sentence(fields.get("state", ""), language)
         values: dict[str, Any] = {k: v for k, v in fields.items() if k.isidentifier()}
         values.update(
             recipient=fields,
             language=language,
             direction=i18n.direction(language),
-            salutation=fields.get("salutation") or words.salutation,
+            salutation=salutation,
             page_label=Markup(i18n.page_label_css(words.page_label)),
             comma=words.comma,
-            addressee_lines=list(recipient.addressee_lines),
+            addressee_lines=addressee_lines,
+            addressee_in_sentence=in_sentence_form(addressee_lines),
+            state_in_sentence=in_sentence,
+            of_state=i18n.of_state(in_sentence, language),
             sender=dict(ctx.sender),
             page_size=ctx.page_size,
             letter={
@@ -212,7 +294,8 @@ def layout_environment(templates: Path, *, marks: tuple[Marks, str] | None = Non
     marks: (the run's Marks, the letter layout's name), to mark that layout's regions.
     """
     loader = _MarkingLoader(templates, *marks) if marks else ConfinedLoader(templates)
-    env = sandbox.environment(bounds, loader=loader, autoescape=True, filters={"date": _date_filter})
+    env = sandbox.environment(bounds, loader=loader, autoescape=True,
+                              filters={"date": _date_filter, "keep_phrases": keep_phrases})
     if marks:
         env.globals[Marks.FUNCTION] = lambda name, end: Markup(marks[0].mark(name, end))
     return env
