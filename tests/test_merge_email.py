@@ -129,9 +129,9 @@ def test_a_recipient_gets_the_email_text_of_its_language(campaign):
 
 
 def test_a_subject_longer_than_a_header_line_is_refused(campaign):
-    replace_in(campaign / "templates" / "email.txt.j2", "{% set subject = letter.subject %}",
-               "{% set subject = letter.subject * 20 %}")
+    replace_in(campaign / "templates" / "email.txt.j2", '{% set subject = letter.title ~ " — " ~ state %}',
+               '{% set subject = (letter.title ~ " — " ~ state) * 20 %}')
     result = dispatch(campaign, "send", "--dry-run")
-    assert_clear_error(result, "templates/email.txt.j2: the subject for recipient 'CH' is 1,260 characters long")
-    assert line_of(campaign / "templates" / "email.txt.j2", "letter.subject * 20")
+    assert_clear_error(result, "templates/email.txt.j2: the subject for recipient 'CH' is 1,540 characters long")
+    assert line_of(campaign / "templates" / "email.txt.j2", "state) * 20")
     assert messages(campaign) == []

@@ -70,7 +70,7 @@ def test_send_delivers_each_letter_once_with_headers_and_the_exact_pdf(make_work
     assert str(na["To"]) == "mission.na@example.org"
     assert str(na["Cc"]) == "first.cc@example.org, second.cc@example.org"
     assert str(na["Reply-To"]) == "replies@example.org"
-    assert str(na["Subject"]) == "A test letter"
+    assert str(na["Subject"]) == "Test Letter — Namibia"
     assert na["Bcc"] is None and received[1].message["Bcc"] is None
     body = na.get_body(("plain",)).get_content().replace("\r\n", "\n")
     assert body.startswith("Your Excellency,\n\nPlease find attached a joint letter from 2 organisations")
@@ -291,7 +291,7 @@ def test_non_ascii_names_and_addresses(make_workspace, smtp_env):
     ci, es = server.handler.messages
     assert ci.rcpt_tos == ["mission@" + "ambassade-côte.example.org".encode("idna").decode()] and not ci.smtp_utf8
     assert str(ci.message["From"]) == "Coalition pour la Cour pénale <coordinator@example.org>"
-    assert list(ci.message.iter_attachments())[0].get_filename() == "Test-Letter-Cote-d-Ivoire.pdf"
+    assert list(ci.message.iter_attachments())[0].get_filename() == "Test-Letter-Côte-d’Ivoire.pdf"
     assert es.rcpt_tos == ["misión@example.org"] and es.smtp_utf8
     assert str(es.message["To"]) == "misión@example.org"
 

@@ -55,6 +55,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
         "cc": (str, ""),          # more addresses for every message, separated by ';'
         "bcc": (str, ""),
         "attachment": (str, "{{ letter.title }} {{ state }}"),  # the PDF's name in the email, before .pdf
+        "subject": (str, ""),     # the email's subject (a template); "" for the one email.txt.j2 sets
     },
     "smtp": {
         "host": (str, ""),

@@ -153,9 +153,9 @@ def render(ws: Workspace, *, letter: str | None = None, only: list[str] | None =
     if fmt not in FORMATS:
         raise DispatchError(f"unknown format {fmt!r}", hint="use --format pdf or --format html")
     if fmt == "html":
-        from dispatch.pdf.pool import stop_server
+        from dispatch.pdf.pool import workers_for
 
-        stop_server()  # one started early for this command is not needed
+        workers_for(here=True)  # one started early for this command is not needed
         campaign, warnings = checking.check(ws, letter)
         return rendering.render_html(campaign, warnings, only=only, on_start=on_start, on_progress=on_progress)
     with rendering.RenderRun(ws, letter=letter, only=only, jobs=jobs, force=force, renderer=renderer,
@@ -172,7 +172,7 @@ def preview(ws: Workspace, recipient_id: str, *, letter: str | None = None,
     as renderer (started by the caller before it imported this module) renders it, and tells the PDF
     variants the settings are checked against, so that WeasyPrint is not imported in this process."""
     from dispatch.pdf.engine import pdf_variants
-    from dispatch.pdf.pool import RendererProcess
+    from dispatch.pdf.process import RendererProcess
     from dispatch.stages import render as rendering
     from dispatch.stages.preview import Preview
     from dispatch.stages.render import resolve_pdf_variant
@@ -291,15 +291,15 @@ SIGN_KEYRING_SERVICE = "dispatch-signing-key"
 
 def start_workers() -> None:
     """Start the render workers' server now, so that they import WeasyPrint while the command line is read."""
-    from dispatch.pdf.pool import start_server
+    from dispatch.pdf.pool import warm_up
 
-    start_server()
+    warm_up()
 
 
 def renderer_process(ws: Workspace):
     """A renderer in a process of its own (a context manager), for one letter: WeasyPrint is imported there
     while this process reads and checks the campaign."""
-    from dispatch.pdf.pool import RendererProcess
+    from dispatch.pdf.process import RendererProcess
 
     return RendererProcess(ws.templates, pdf_variant=ws.settings.pdf_variant or None)
 

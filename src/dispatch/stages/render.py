@@ -26,9 +26,9 @@ from dispatch.merge.letter import Merged
 from dispatch.merge.versions import VersionMerger
 from dispatch.models import Letter, Recipient, RenderedLetter
 from dispatch.pdf.batch import Explanation, LetterStream, Order
-from dispatch.pdf.engine import PdfRenderer, check_pdf_variant, engine_version
-from dispatch.pdf.layers import supports
-from dispatch.pdf.pool import Done, PdfPool, stop_server
+from dispatch.pdf.engine import Done, PdfRenderer, check_pdf_variant, engine_version
+from dispatch.pdf.master import supports
+from dispatch.pdf.pool import workers_for
 from dispatch.pdf.signing import Signer
 from dispatch.regions import Parts
 from dispatch.workspace import Workspace
@@ -81,7 +81,7 @@ class RenderRun:
 
     PDFs are rendered by `jobs` worker processes (default: one per CPU), or in this process by the
     renderer given (which brings its own PDF variant). Letters that differ only inside their variable
-    regions are rendered layered (one master per group, regions laid over it; see pdf/layers.py) unless
+    regions are rendered layered (one master per group, regions laid over it; see pdf/master.py) unless
     layers is False; explanation, if given, is filled with the groups and the letters rendered whole and
     why. With a signer, each PDF is signed once rendered (in this process, where the key is).
     keep_html: keep each merged letter, so that a letter rendered whole is not merged a second time.
@@ -107,12 +107,8 @@ class RenderRun:
         if self.out is not None:  # last, once the workers have stopped: what they wrote and nobody put in place
             self._stack.callback(_tidy, self.out, [d for d in (ws.output, self.out) if not d.exists()])
         whole = not layers or supports(self.variant) is not None  # every letter whole, by new interpreters
-        pool = self._stack.enter_context(PdfPool(ws.templates, 1 if renderer else jobs, renderer=renderer,
-                                                 pdf_variant=self.variant, fork_server=not whole))
-        if pool.jobs > 1 and (force or _cold(self.out)):
-            pool.start()  # every letter will be rendered: the workers import WeasyPrint while letters are checked
-        if whole or not pool.started:
-            stop_server()  # one started early for this command is not needed, or not yet
+        plan = workers_for(jobs, whole=whole, every_letter=force or _cold(self.out), here=renderer is not None)
+        pool = self._stack.enter_context(plan.pool(ws.templates, pdf_variant=self.variant, renderer=renderer))
         self.stream = LetterStream(pool, self.shared, layered=layers, pdf_variant=self.variant,
                                    explanation=explanation, eager=only is None and self.out is not None)
 

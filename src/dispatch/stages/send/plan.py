@@ -106,7 +106,7 @@ def build(plan: SendPlan) -> None:
              for section, key in (("email", "cc"), ("email", "bcc"), ("sender", "reply_to"))}
     merger = VersionMerger(campaign)
     notes = CoverNotes(campaign.workspace.templates, attachment=settings.get("email", "attachment"),
-                       filters={"date": lambda value, language="en": i18n.format_letter_date(value, language)})
+                       subject=settings.get("email", "subject"), filters={"date": lambda value, language="en": i18n.format_letter_date(value, language)})
     for recipient, reason in plan.choice.to_send:
         note = notes.render(merger.variables(recipient), recipient.id)
         data = (campaign.output_dir / f"{recipient.id}.pdf").read_bytes()
