@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from dispatch import campaign
+from dispatch import campaign, i18n
 from tests.conftest import flat, pdf_text, row, ws
 
 
@@ -61,8 +61,8 @@ To {{ state }}, {{ mission }}, {{ ambassador }}, {{ title }}.
     text = flat(pdf_text(folder / "out" / "letter" / "NA.pdf"))
     squeezed = "".join(text.split())  # long URLs wrap at any character: compare without white space
     for value in hostile.values():
-        for line in value.split("\n"):
-            assert "".join(line.split()) in squeezed, line
+        for line in value.split("\n"):  # as typeset: a straight quote prints as a typographic one
+            assert "".join(i18n.typographic(line).split()) in squeezed, line
     # {{ 7*7 }} was printed, not computed: no 49 outside the URLs (whose port and temporary folder
     # are random digits and may hold a 49).
     outside_urls = squeezed.replace(base, " ").replace(secret.as_uri(), " ")
@@ -105,14 +105,16 @@ def test_cells_are_data_in_the_email_its_subject_and_the_attachment_name(make_wo
     result = CliRunner().invoke(app, ["-C", str(folder), "send", "--dry-run"])
     assert result.exit_code == 0, result.output
     message = BytesParser(policy=policy.default).parsebytes((folder / "out" / "letter" / "outbox" / "NA.eml").read_bytes())
-    assert message["subject"] == f"A test letter — {code}"
+    assert message["subject"] == f"Test Letter — {i18n.typographic(code)}"  # the subject names the State
     text = message.get_body(("plain",)).get_content()
-    assert code in text and "<script>alert(1)</script> {{ 6*7 }}," in text
+    assert i18n.typographic(code) in " ".join(text.split())  # as written (typeset, the text wrapped at 78)
+    assert "<script>alert(1)</script> {{ 6*7 }}," in text
     html = message.get_body(("html",)).get_content()
     assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; {{ 6*7 }}," in html
-    assert "To {{ 7*7 }} {% include &#39;letter.css&#39; %}: Joint-letter-7-7-include-letter.css.pdf" in html
+    name = "Joint-letter-7-7-include-letter.css’.pdf"  # typeset, made safe for a file name, never run
+    assert f"To {{{{ 7*7 }}}} {{% include ‘letter.css’ %}}: {name}" in html
     [attachment] = list(message.iter_attachments())
-    assert attachment.get_filename() == "Joint-letter-7-7-include-letter.css.pdf"
+    assert attachment.get_filename() == name
     letter_css = (templates / "letter.css").read_text(encoding="utf-8")
     for part in (message["subject"], text, html):
         assert "49" not in part and "42" not in part and letter_css.strip().splitlines()[0] not in part
