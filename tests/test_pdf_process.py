@@ -4,6 +4,7 @@ and ends without a word; the worker plan (who renders, decided once); what the f
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def test_the_worker_plan(jobs, whole, every_letter, here, expected):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the fork server is Linux's")
+@pytest.mark.skipif(bool(os.environ.get("DISPATCH_START_METHOD")), reason="a forced start method has no fork server")
 def test_a_warmed_up_server_is_used_by_the_plan_that_needs_it_and_stopped_by_one_that_does_not(make_workspace, tmp_path):
     from multiprocessing import forkserver
 
