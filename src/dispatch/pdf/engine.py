@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from dispatch.errors import Problem, RenderError
 from dispatch.pdf.inputs import load_failures, refuse_attachments, where
+from dispatch.pdf.paints import replayed_pages
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class PdfRenderer:
 
         variant = None if plain else self.pdf_variant
         try:
-            with _fixed_stamps(rendered, variant), load_failures(self.templates):
+            with _fixed_stamps(rendered, variant), load_failures(self.templates), replayed_pages():
                 return rendered.write_pdf(custom_metadata=True, pdf_identifier=b"dispatch",
                                           **({} if plain else self.options))
         except FatalURLFetchingError as exc:

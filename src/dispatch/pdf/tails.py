@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatch.pdf.engine import Done, PdfRenderer
+from dispatch.pdf.paints import Painted
 from dispatch.pdf.pool import Job
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class Reference:
     first: tuple  # page_maker[1] without its remake state
     page_maker: list  # the entries after page_maker[1], as the layout left them
     pages: list  # its pages after the first, copied before margin boxes and backgrounds were added
+    painted: list  # for each of those pages, its painting recorded (paints.py)
 
     def matches(self, tree: Tree, element, first: tuple) -> bool:
         return (self.first == first and len(tree.elements) - tree.index[id(element)] ==
@@ -176,6 +178,8 @@ def layout_document(html, root_box, context, max_loops: int = 8):
     context.page_maker[2:] = copy.deepcopy(chosen.page_maker)
     mapping = chosen.mapping(tree, element)
     pages = [first, *(_clone(page, mapping) for page in chosen.pages)]
+    for page, painted in zip(pages[1:], chosen.painted):
+        page.dispatch_painted = painted
     for page in pages[1:]:  # the styles of their page types (margin boxes), as laying them out would compute them
         set_page_type_computed_styles(page.page_type, html, context.style_for)
     return _finish(html, context, pages)
@@ -205,10 +209,13 @@ def _whole_after_first(html, root_box, context, first, tree: Tree, max_loops: in
             and _running_on_first_page_only(context):
         element = _resume_element(root_box, context.page_maker[1][0])
         if element is not None and id(element) in tree.index:
+            painted = [Painted() for _ in pages[1:]]
             _references.insert(0, Reference(tree, element, tree.chain(element), tree.after(element),
                                             entry, copy.deepcopy(context.page_maker[2:]),
-                                            [_clone(page, {}) for page in pages[1:]]))
+                                            [_clone(page, {}) for page in pages[1:]], painted))
             del _references[KEPT:]
+            for page, recordings in zip(pages[1:], painted):
+                page.dispatch_painted = recordings
     return _finish(html, context, pages)
 
 
