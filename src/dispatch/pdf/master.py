@@ -4,10 +4,11 @@ As print shops do variable-data printing. Recipients whose letters differ only i
 (see regions.py) form a group, and each letter is its group's master plus its own regions:
 
 1. The master (here): the letter with its regions emptied is laid out and written once. Each empty
-   region holds a marker (markers.py); in the PDF the marker's drawing is replaced by a call to a "slot",
-   a form XObject the size of the region (grown by SLOT_BLEED), filled per recipient. So a region's text
-   comes in the page's content exactly where the full letter has it (same reading order, same text
-   extraction).
+   region holds a marker (markers.py); where WeasyPrint would paint the marker, it calls a "slot" instead
+   (slots.py), a form XObject the size of the region (grown by SLOT_BLEED), filled per recipient. So a
+   region's text comes in the page's content exactly where the full letter has it (same reading order,
+   same text extraction). A marker WeasyPrint does not paint as an element of its own is found in the
+   written PDF and its painting replaced there (_with_slots).
 2. The overlays (overlay.py): the regions of many recipients laid out in one WeasyPrint document, each
    region at its master place, styled by the same stylesheets; each letter's drawings written with the
    fonts subset to its own characters.
@@ -27,8 +28,8 @@ from __future__ import annotations
 
 import html as htmllib
 import io
+import logging
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -36,8 +37,11 @@ from dispatch.errors import DispatchError
 from dispatch.pdf.engine import PdfRenderer
 from dispatch.pdf.increment import Base
 from dispatch.pdf.markers import MARKER, replace_markers
+from dispatch.pdf.slots import TITLE, painted_slots, titled_markers
 from dispatch.pdf.tails import shared_pages
 from dispatch.regions import ATTRIBUTE, Parts
+
+log = logging.getLogger(__name__)
 
 PT_PER_PX = 0.75
 SLOT_BLEED = 3.0  # pt: ink that may pass a region's box (italic overhang, descenders)
@@ -118,7 +122,7 @@ class Master:
     metadata_object: int | None = None  # the XMP stream's object number
     producer: bytes = b""  # the master's /Producer, written
     # Per tagged slot: its index, and the object number and dictionary (without /T) of its marker's structure
-    # element, which each letter's update rewrites with the region's text as /ActualText (see _titled_markers).
+    # element, which each letter's update rewrites with the region's text as /ActualText (see slots.titled_markers).
     slot_tags: tuple[tuple[int, int, bytes], ...] = ()
     body: str = ""  # the group's HTML from </head> on, a mark in each region (see whole_html)
     word: str = ""
@@ -162,16 +166,14 @@ class MasterJob:
             with shared_pages():  # pages after the first laid out once for letters that match there
                 document = renderer.layout(self.html)
             slots, size = _find_slots(document)
-            with _titled_markers():
-                written = renderer.write(document)
-            pdf = _with_slots(written, slots, size[1])
+            pdf, facts = _written(renderer, document, slots, size[1])
         except Unfit as exc:
             return FellBack(self.group, str(exc))
         except DispatchError as exc:  # rendered whole, the letter reports it with its name
             return FellBack(self.group, exc.problem.message)
         root = document.pages[0]._page_box.children[0].element
         return Master(self.group, pdf, len(document.pages), size[0], size[1], element_of(root),
-                      head_for_overlay(self.html), tuple(slots), renderer.pdf_variant, **_base_facts(pdf, slots),
+                      head_for_overlay(self.html), tuple(slots), renderer.pdf_variant, **facts,
                       body=self.body, word=self.word)
 
 
@@ -270,20 +272,44 @@ def head_for_overlay(html: str) -> str:
     return "\n".join(re.findall(r"<link\b[^>]*>|<style\b[^>]*>.*?</style>", head, re.S | re.I))
 
 
+def slot_box(slot: Slot, page_height_px: float) -> tuple[float, float, float, float]:
+    """A slot's form /BBox: the region's border box in the page, in pt from the bottom-left corner, grown by
+    SLOT_BLEED."""
+    height = page_height_px * PT_PER_PX
+    return (slot.x * PT_PER_PX - SLOT_BLEED, height - (slot.y + slot.height) * PT_PER_PX - SLOT_BLEED,
+            (slot.x + slot.width) * PT_PER_PX + SLOT_BLEED, height - slot.y * PT_PER_PX + SLOT_BLEED)
+
+
+def _written(renderer: PdfRenderer, document, slots: Sequence[Slot], page_height_px: float) -> tuple[bytes, dict]:
+    """The master's PDF and its facts (see _base_facts). WeasyPrint calls each slot where it would paint its
+    marker (slots.py); if a page does not call the slots expected there, the master is written again as
+    WeasyPrint writes it, then each marker's painting is found in the PDF and replaced (_with_slots), or
+    Unfit."""
+    expected = [sorted(s.index for s in slots if number in s.pages) for number in range(len(document.pages))]
+    with painted_slots({slot.index: slot_box(slot, page_height_px) for slot in slots}) as painted:
+        data = renderer.write(document)
+    if painted.pdf is None:  # written without WeasyPrint's writer: an ordinary PDF
+        pdf = _with_slots(data, slots, page_height_px)
+        return pdf, _base_facts(pdf, slots)
+    if [sorted(found) for found in painted.found] == expected:
+        facts = painted.facts(data, [slot.index for slot in slots])
+        return data, facts if facts is not None else _base_facts(data, slots)
+    log.debug("a marker is not painted as an element of its own: its place is found in the PDF")
+    with titled_markers():
+        pdf = _with_slots(renderer.write(document), slots, page_height_px)
+    return pdf, _base_facts(pdf, slots)
+
+
 def _with_slots(data: bytes, slots: Sequence[Slot], page_height_px: float) -> bytes:
     """The master PDF with each marker's drawing replaced by a call to its slot's form XObject."""
     import pikepdf
 
-    height = page_height_px * PT_PER_PX
     by_index = {slot.index: slot for slot in slots}
     with pikepdf.open(io.BytesIO(data)) as pdf:
         forms = {}
         for slot in slots:
-            x0, x1 = slot.x * PT_PER_PX - SLOT_BLEED, (slot.x + slot.width) * PT_PER_PX + SLOT_BLEED
-            y0 = height - (slot.y + slot.height) * PT_PER_PX - SLOT_BLEED
-            y1 = height - slot.y * PT_PER_PX + SLOT_BLEED
             forms[slot.index] = pdf.make_stream(b"/Sheet Do", Type=pikepdf.Name.XObject,
-                                                Subtype=pikepdf.Name.Form, BBox=[x0, y0, x1, y1],
+                                                Subtype=pikepdf.Name.Form, BBox=list(slot_box(slot, page_height_px)),
                                                 Resources=pikepdf.Dictionary(XObject=pikepdf.Dictionary()))
         for number, page in enumerate(pdf.pages):
             expected = {s.index for s in slots if number in s.pages}
@@ -318,37 +344,8 @@ def _base_facts(data: bytes, slots: Sequence[Slot]) -> dict:
                 "producer": producer.unparse() if producer is not None else b""}
 
 
-_TITLE = "dispatch-slot-"
-
-
-@contextmanager
-def _titled_markers():
-    """While a tagged master is written: the structure element of each slot's marker titled
-    "dispatch-slot-<k>" (/T), so that _slot_tags finds it. WeasyPrint tags the empty marker as an empty
-    Span; each letter's update gives that Span the region's text as /ActualText (overlay.py), which
-    is what a screen reader reads there, and drops the title."""
-    from weasyprint.pdf import tags
-
-    original = tags._build_box_tree
-
-    def build(box, *args):
-        for element in original(box, *args):
-            marker = box.element.get("data-dispatch-slot") if getattr(box, "element", None) is not None else None
-            if marker is not None and "T" not in element:
-                import pydyf
-
-                element["T"] = pydyf.String(f"{_TITLE}{marker}")
-            yield element
-
-    tags._build_box_tree = build
-    try:
-        yield
-    finally:
-        tags._build_box_tree = original
-
-
 def _slot_tags(pdf) -> tuple[tuple[int, int, bytes], ...]:
-    """The marker structure elements _titled_markers titled, outermost first for each slot (see Master.slot_tags)."""
+    """The marker structure elements titled_markers titled, outermost first for each slot (see Master.slot_tags)."""
     import pikepdf
 
     root = pdf.Root.get("/StructTreeRoot")
@@ -362,9 +359,9 @@ def _slot_tags(pdf) -> tuple[tuple[int, int, bytes], ...]:
         if node.is_indirect:
             seen.add(node.objgen[0])
         title = node.get("/T")
-        if title is not None and str(title).startswith(_TITLE) and node.is_indirect:
+        if title is not None and str(title).startswith(TITLE) and node.is_indirect:
             copy = pikepdf.Dictionary({key: value for key, value in node.items() if key != "/T"})
-            found.append((int(str(title)[len(_TITLE):]), node.objgen[0], copy.unparse()))
+            found.append((int(str(title)[len(TITLE):]), node.objgen[0], copy.unparse()))
         kids = node.get("/K")
         pending.extend(kids if isinstance(kids, pikepdf.Array) else [kids] if kids is not None else [])
     return tuple(found)
