@@ -110,3 +110,32 @@ def test_personalised_campaign_same_words_as_whole_and_alone(sample):
     (out / "KE.pdf").unlink()
     campaign.render(ws(folder), jobs=1, only=["KE"], force=True)
     assert (out / "KE.pdf").read_bytes() == (fast / "KE.pdf").read_bytes()
+
+
+@pytest.mark.slow
+def test_letters_alone_in_their_groups_are_batched_and_start_early_with_the_same_bytes(sample):
+    """36 personalised letters (each alone in its group: they go in SoloBatches, the first ones started while the
+    campaign is checked), and one more with the same State as the third (a group of two, the first of them
+    already sent alone): each PDF is the one the letter gets rendered alone, and --explain names each once."""
+    with open(sample / "recipients.csv", encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = reader.fieldnames, list(reader)[:36]
+    twin = dict(rows[2], id=rows[2]["id"] + "2")
+    rows.insert(34, twin)
+    folder = personalise(sample)
+    with open(folder / "recipients.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    ids = [row["id"] for row in rows]
+    out = folder / "out" / "icc-states-parties-2020"
+    explanation = Explanation()
+    assert not campaign.render(ws(folder), jobs=2, explanation=explanation).failed
+    named = [name for group in explanation.groups for name in group.members]
+    assert sorted(named) == sorted(ids) and not explanation.whole
+    assert any(set(group.members) == {rows[2]["id"], twin["id"]} for group in explanation.groups)
+    together = {rid: (out / f"{rid}.pdf").read_bytes() for rid in ids}
+    for rid in (ids[0], ids[33], rows[2]["id"], twin["id"]):
+        (out / f"{rid}.pdf").unlink()
+        campaign.render(ws(folder), jobs=1, only=[rid], force=True)
+        assert (out / f"{rid}.pdf").read_bytes() == together[rid], rid

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Sequence
 
 from dispatch.pdf.engine import Done
 from dispatch.pdf.master import PT_PER_PX, FellBack, Master, MasterJob, master_html, supports
-from dispatch.pdf.overlay import LayeredLetter, OverlayJob, Solo, SoloJob, WarmUp
+from dispatch.pdf.overlay import LayeredLetter, OverlayJob, Solo, SoloBatch, SoloJob, WarmUp
 from dispatch.pdf.pool import PdfPool
 from dispatch.pdf.tails import WholeJob
 from dispatch.regions import Parts
@@ -29,6 +29,9 @@ MM_PER_PX = PT_PER_PX * 25.4 / 72
 # Letters per overlay job: WeasyPrint's work on a document is shared by its letters, and the workers share
 # a group's letters. A letter's PDF does not depend on the letters that share its job (see overlay.py).
 BATCH = 64
+# Letters alone in their groups per job (SoloBatch): their overlays share one document. At most this many,
+# fewer when there are few such letters, so that every worker gets some.
+SOLOS = 8
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,9 @@ class LetterStream:
 
     shared maps a group key to the parts of one of its letters (for the master's HTML). eager (with the
     pool's workers started) renders while letters are still being added: a group's master as soon as it
-    has two letters, each batch of BATCH letters as soon as the master is back. A letter alone in its
-    group at the end goes to a SoloJob (no master kept for it).
+    has two letters, each batch of BATCH letters as soon as the master is back. Letters alone in their
+    groups go to SoloBatches (no master kept for them), SOLOS at a time; eager, once most letters so far
+    are alone in their groups (a personalised letter), those start while the others are still added.
     """
 
     def __init__(self, pool: PdfPool, shared: dict[str, Parts], *, layered: bool, pdf_variant: str | None,
@@ -85,6 +89,10 @@ class LetterStream:
         self._groups: dict[str, list[Order]] = defaultdict(list)
         self._masters: dict[str, Future] = {}  # eager: each group's master, once it has two letters
         self._batches: dict[str, list[Future]] = defaultdict(list)  # eager: each group's overlay jobs, sent
+        self._added = 0
+        self._alone: list[str] = []  # eager: groups of one letter not sent yet, in order
+        self._solos: list[Future] = []  # eager: SoloBatches sent
+        self._sent_alone: set[str] = set()  # eager: groups whose first letter went in a SoloBatch
 
     def add(self, order: Order) -> None:
         if self._refusal or order.group is None:
@@ -93,18 +101,23 @@ class LetterStream:
             return
         members = self._groups[order.group]
         members.append(order)
+        self._added += 1
         if not self.eager:
             return
+        if len(members) == 1:
+            self._alone.append(order.group)
         if len(members) == 2:
             self._start_master(order.group)
+        self._send_alone()
         future = self._masters.get(order.group)
         if future is not None and future.done():
             self._send(order.group, self.pool.result(future), final=False)
 
     def finish(self) -> Iterator[list[Done]]:
         """Render every letter not rendered yet; yield the Done of each letter, a job's letters at a time."""
-        solo = [key for key, members in self._groups.items() if len(members) == 1 and key not in self._masters]
-        layered = [key for key in self._groups if key not in solo]
+        solo = [key for key, members in self._groups.items()
+                if len(members) == 1 and key not in self._masters and key not in self._sent_alone]
+        layered = [key for key in self._groups if key not in solo and len(self._groups[key]) > 1]
         masters = self._master_results(layered)
         later: list[OverlayJob] = []  # not eager: run below, in order
         for key, master in zip(layered, masters):
@@ -112,7 +125,7 @@ class LetterStream:
             names = tuple(m.name for m in members)
             if isinstance(master, FellBack):
                 self.explanation.groups.append(Group(key, names, reason=master.reason))
-                self._whole.extend(members)
+                self._whole.extend(members[1 if key in self._sent_alone else 0:])  # the first: in its SoloBatch
                 self.explanation.whole.update({m.name: master.reason for m in members})
                 continue
             self.explanation.groups.append(_describe(key, names, master))
@@ -124,19 +137,25 @@ class LetterStream:
         for key in layered:
             for future in self._batches.get(key, ()):
                 yield self._results(self.pool.result(future))
+        for future in self._solos:
+            yield [done for one in self.pool.result(future) for done in self._solo(one)]
+
+        size = max(1, min(SOLOS, -(-len(solo) // (4 * self.pool.jobs))))
+        batches = [solo[start:start + size] for start in range(0, len(solo), size)]
 
         def tasks():
             yield from later
-            for key in solo:
-                yield SoloJob(self._master_job(key), _letters(self._groups[key])[0], stage=True)
-            for order in self._whole:  # HTML made as needed, not held for every letter
+            for keys in batches:  # masters' HTML made as needed, not held for every letter
+                yield SoloBatch(tuple(SoloJob(self._master_job(key), _letters(self._groups[key])[0], stage=True)
+                                      for key in keys))
+            for order in self._whole:
                 yield WholeJob(order.name, order.html(), order.target, stage=True)
 
-        for result in self.pool.render(tasks(), count=len(later) + len(solo) + len(self._whole)):
+        for result in self.pool.render(tasks(), count=len(later) + len(batches) + len(self._whole)):
             if isinstance(result, Done):
                 yield [result]
-            elif isinstance(result, Solo):
-                yield self._solo(result)
+            elif result and isinstance(result[0], Solo):
+                yield [done for one in result for done in self._solo(one)]
             else:
                 yield self._results(result)
 
@@ -165,11 +184,26 @@ class LetterStream:
                 self._start_master(key)
         return [self.pool.result(self._masters[key]) for key in keys]
 
+    def _send_alone(self) -> None:
+        """Eager, once two batches per worker have come in, mostly alone in their groups (a personalised letter):
+        send those alone, SOLOS at a time, while fewer than two batches per worker wait (each holds its masters'
+        HTML). A smaller campaign waits for finish(), which shares its letters between the workers."""
+        if self._added < 2 * SOLOS * self.pool.jobs or 2 * len(self._groups) <= self._added:
+            return
+        while len(self._alone) >= SOLOS and sum(not f.done() for f in self._solos) < 2 * self.pool.jobs:
+            keys, self._alone = self._alone[:SOLOS], self._alone[SOLOS:]
+            keys = [key for key in keys if len(self._groups[key]) == 1]
+            if not keys:
+                continue
+            self._sent_alone.update(keys)
+            self._solos.append(self.pool.submit(SoloBatch(tuple(
+                SoloJob(self._master_job(key), _letters(self._groups[key])[0], stage=True) for key in keys))))
+
     def _send(self, key: str, master, *, final: bool) -> None:
         """Send the group's letters not sent yet to the workers, a batch at a time (final: the last, short one too)."""
         if isinstance(master, FellBack):
             return
-        members, batches = self._groups[key], self._batches[key]
+        members, batches = self._groups[key][1 if key in self._sent_alone else 0:], self._batches[key]
         sent = len(batches) * BATCH
         while len(members) - sent >= BATCH or (final and sent < len(members)):
             batch = members[sent:sent + BATCH]
@@ -178,8 +212,9 @@ class LetterStream:
 
     def _solo(self, solo: Solo) -> list[Done]:
         names = tuple(done.name for done, _ in solo.results)
-        self.explanation.groups.append(Group(solo.group, names, reason=solo.reason) if solo.master is None
-                                       else _describe(solo.group, names, solo.master))
+        if len(self._groups.get(solo.group, ())) <= 1:  # else the group is described with all its letters
+            self.explanation.groups.append(Group(solo.group, names, reason=solo.reason) if solo.master is None
+                                           else _describe(solo.group, names, solo.master))
         return self._results(solo.results)
 
     def _results(self, result: list) -> list[Done]:

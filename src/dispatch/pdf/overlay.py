@@ -81,11 +81,46 @@ class SoloJob:
     def run(self, renderer: PdfRenderer) -> Solo:
         master = self.master.run(renderer)
         if isinstance(master, FellBack):
-            html = whole_html(self.master.body, self.master.word, self.letter)
-            return Solo(self.master.group, [_whole(renderer, html, self.letter, master.reason, self.stage)], None,
-                        master.reason)
+            return self.fell_back(renderer, master)
         return Solo(self.master.group, overlay(renderer, master, (self.letter,), self.stage),
                     replace(master, pdf=b"", base=None))
+
+    def fell_back(self, renderer: PdfRenderer, master: FellBack) -> Solo:
+        """The letter rendered whole, its group's master refused."""
+        html = whole_html(self.master.body, self.master.word, self.letter)
+        return Solo(self.master.group, [_whole(renderer, html, self.letter, master.reason, self.stage)], None,
+                    master.reason)
+
+
+@dataclass(frozen=True)
+class SoloBatch:
+    """Several letters alone in their groups, in one job: each one's master laid out, then the regions of
+    those whose masters place them alike laid out in one overlay document (as a group's letters are).
+    The same PDFs as one SoloJob each: a letter is drawn from its own regions, over its own master."""
+
+    jobs: tuple[SoloJob, ...]
+
+    def run(self, renderer: PdfRenderer) -> list[Solo]:
+        masters = [job.master.run(renderer) for job in self.jobs]
+        solos: list[Solo | None] = [None] * len(self.jobs)
+        alike: dict[tuple, list[int]] = {}
+        for n, (job, master) in enumerate(zip(self.jobs, masters)):
+            if isinstance(master, FellBack):
+                solos[n] = job.fell_back(renderer, master)
+            else:
+                alike.setdefault(_placed_alike(master), []).append(n)
+        for numbers in alike.values():
+            own = [masters[n] for n in numbers]
+            results = overlay(renderer, own[0], tuple(self.jobs[n].letter for n in numbers),
+                              self.jobs[numbers[0]].stage, own)
+            for n, master, result in zip(numbers, own, results):
+                solos[n] = Solo(self.jobs[n].master.group, [result], replace(master, pdf=b"", base=None))
+        return [solo for solo in solos if solo is not None]
+
+
+def _placed_alike(master: Master) -> tuple:
+    """What an overlay document takes from a master: masters alike share one."""
+    return master.html_element, master.head, master.page_width, master.page_height, master.slots
 
 
 @dataclass(frozen=True)
@@ -144,9 +179,14 @@ def _overflow(region) -> str | None:
 
 
 def overlay(renderer: PdfRenderer, master: Master, letters: Sequence[LayeredLetter],
-            stage: bool = False) -> list[tuple[Done, str | None]]:
-    """Each letter's Done, with the reason it was rendered whole (None when it was layered)."""
+            stage: bool = False, masters: Sequence[Master] = ()) -> list[tuple[Done, str | None]]:
+    """Each letter's Done, with the reason it was rendered whole (None when it was layered).
+
+    masters: each letter's own master when they are not all `master` (masters that place their regions
+    alike: see SoloBatch); `master` lays out the overlay."""
     import pikepdf
+
+    masters = list(masters) or [master] * len(letters)
 
     instances, chosen = plan_instances(master, letters)
     try:
@@ -158,8 +198,8 @@ def overlay(renderer: PdfRenderer, master: Master, letters: Sequence[LayeredLett
         problem = exc.problem.message
     if problem:
         if len(letters) > 1:  # each letter on its own: only those that meet the problem are rendered whole
-            return [result for letter in letters for result in overlay(renderer, master, (letter,), stage)]
-        return [_whole(renderer, master.whole_html(letters[0]), letters[0], problem, stage)]
+            return [result for letter, own in zip(letters, masters) for result in overlay(renderer, own, (letter,), stage)]
+        return [_whole(renderer, masters[0].whole_html(letters[0]), letters[0], problem, stage)]
     found = {number: _check_region(box, instances[number].slot, instances[number].offset)
              for number, box in sheets.boxes.items()}
     results: list = []  # (Done, reason), or the index in `written` of a letter being written
@@ -167,23 +207,23 @@ def overlay(renderer: PdfRenderer, master: Master, letters: Sequence[LayeredLett
     # Each file is written (and synced to the disk) by a thread while the next one is assembled: the
     # thread mostly waits for the disk, and lets go of the interpreter meanwhile.
     with ThreadPoolExecutor(1) as writer:
-        written: list[tuple[LayeredLetter, bytes, Future]] = []
-        for letter, mine in zip(letters, chosen):
+        written: list[tuple[LayeredLetter, bytes, Future, int]] = []
+        for letter, mine, own in zip(letters, chosen, masters):
             problem = next((found[i] for i in mine if found[i]), None)
             pdf = None
             if problem is None:
-                drawn = draw(sheets.letter(set(mine)), master.base.size)
-                pdf = _assemble(master, drawn, [instances[i] for i in mine], letter, scratch)
+                drawn = draw(sheets.letter(set(mine)), own.base.size)
+                pdf = _assemble(own, drawn, [instances[i] for i in mine], letter, scratch)
                 problem = None if pdf is not None else "the regions' drawings could not be told apart"
             if problem:
-                results.append(_whole(renderer, master.whole_html(letter), letter, problem, stage))
+                results.append(_whole(renderer, own.whole_html(letter), letter, problem, stage))
                 continue
-            written.append((letter, pdf, writer.submit(write_atomic, letter.target, pdf, staged=stage)))
+            written.append((letter, pdf, writer.submit(write_atomic, letter.target, pdf, staged=stage), own.pages))
             results.append(len(written) - 1)
         for n, result in enumerate(results):
             if isinstance(result, int):
-                letter, pdf, future = written[result]
-                results[n] = (_written(letter, pdf, future, master.pages, stage), None)
+                letter, pdf, future, pages = written[result]
+                results[n] = (_written(letter, pdf, future, pages, stage), None)
     return results
 
 
