@@ -169,17 +169,19 @@ def test_explain_on_the_command_line_and_no_layers(both):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     start = lines.index(next(line for line in lines if line.startswith("group 1: ")))
-    assert lines[start:start + 8] == [
+    assert lines[start:start + 9] == [
         "group 1: 5 letter(s), first NA: one master of 1 page(s), regions laid over it:",
         "  address: 77.0 × 40.0 mm, page 1",
         "  salutation: 165.0 × 5.3 mm, page 1",
         "group 2: 1 letter(s), first KE: one master of 1 page(s), regions laid over it:",
         "  address: 77.0 × 40.0 mm, page 1",
         "  salutation: 165.0 × 5.3 mm, page 1",
+        "the groups' text differs outside the regions after “…every State Party about the Court.” "
+        "(letters/letter.md:12:1): NA has nothing, KE “A paragraph for Kenya alone.…”",
         "layered: 5 letter(s); rendered whole: 1",
-        lines[start + 7],
+        lines[start + 8],
     ]
-    assert lines[start + 7].startswith("  GB: the address does not fit in its box (")
+    assert lines[start + 8].startswith("  GB: the address does not fit in its box (")
     result = CliRunner().invoke(app, ["-C", str(folder), "render", "--force", "--explain", "--no-layers"])
     assert "layered: 0 letter(s); rendered whole: 6" in result.stdout
     assert "  NA, DE, FR, JP, KE, GB: --no-layers" in result.stdout

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pikepdf
 import pytest
+from typer.testing import CliRunner
 
 from dispatch import campaign
+from dispatch.cli import app
 from dispatch.pdf import tails
 from dispatch.pdf.batch import Explanation
 from dispatch.pdf.engine import PdfRenderer
+from dispatch.regions import first_difference, place_in_source
 from tests.conftest import ws
 from tests.test_layers import assert_same_letter
 
@@ -139,3 +142,30 @@ def test_letters_alone_in_their_groups_are_batched_and_start_early_with_the_same
         (out / f"{rid}.pdf").unlink()
         campaign.render(ws(folder), jobs=1, only=[rid], force=True)
         assert (out / f"{rid}.pdf").read_bytes() == together[rid], rid
+
+
+def test_first_difference_and_its_place_in_the_letter():
+    a = "<p>We call on <b>Afghanistan</b> and all States Parties.</p><address>\ue000w#0\ue001</address>"
+    b = "<p>We call on <b>the Plurinational State of Bolivia</b> and all States Parties.</p>"
+    difference = first_difference(a, b, words=3)
+    assert (difference.before, difference.first, difference.second) == (
+        "We call on", "Afghanistan", "the Plurinational State")
+    assert first_difference(a, a) is None
+    source = "---\ntitle: x\n---\n\nWe call on\n{{ state }} and all States Parties.\n"
+    assert place_in_source(source, difference.before) == (6, 1)
+    assert place_in_source(source, "words that are not there") is None
+
+
+@pytest.mark.slow
+def test_explain_names_the_value_that_gives_each_letter_a_master_of_its_own(sample):
+    folder = personalise(sample, SOME)
+    result = CliRunner().invoke(app, ["-C", str(folder), "render", "--explain", "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    source = (folder / LETTER).read_text(encoding="utf-8").splitlines()
+    line = next(n for n, text in enumerate(source, start=1) if "call on {{ state }}" in text)
+    column = source[line - 1].index("{{ state }}") + 1
+    lines = result.stdout.splitlines()
+    assert not any(text.startswith("group ") for text in lines)  # six letters alone: one line, not six groups
+    assert any(text.startswith("6 letters alone in their groups (") and "regions address, running-head, salutation"
+               in text for text in lines)
+    assert f"organizations, call on” ({LETTER}:{line}:{column}): AD has “Andorra…”, BR “Brazil…”" in result.stdout

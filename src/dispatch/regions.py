@@ -17,6 +17,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from html import unescape as htmlunescape
 from html.parser import HTMLParser
 
 from dispatch.errors import TemplateError
@@ -179,3 +180,49 @@ class Parts:
     def fill_slots(self, filler) -> str:
         """The shared HTML with each slot replaced by filler(index)."""
         return re.sub("\ue000" + self.word + "#(\\d+)\ue001", lambda m: filler(int(m.group(1))), self.shared)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Where two letters' text differs outside their regions: the words before, then each letter's words."""
+
+    before: str
+    first: str
+    second: str
+
+
+def first_difference(a: str, b: str, *, words: int = 6) -> Difference | None:
+    """The first place where two letters' HTML differs in its text (tags and the regions' slot marks left
+    out), with up to `words` words before it and the differing words (at most `words`) of each."""
+    def text(html: str) -> list[str]:
+        html = re.sub("\ue000[^\ue001]*\ue001", " ", html)
+        return htmlunescape(re.sub(r"<[^>]*>", " ", html)).split()
+
+    left, right = text(a), text(b)
+    start = 0
+    while start < min(len(left), len(right)) and left[start] == right[start]:
+        start += 1
+    if start == len(left) == len(right):
+        return None
+    end = 0
+    while end < min(len(left), len(right)) - start and left[-1 - end] == right[-1 - end]:
+        end += 1
+    first, second = left[start:len(left) - end], right[start:len(right) - end]
+    return Difference(" ".join(left[max(0, start - words):start]), " ".join(first[:words]),
+                      " ".join(second[:words]))
+
+
+def place_in_source(source: str, before: str) -> tuple[int, int] | None:
+    """(line, column), 1-based, just after the last words of `before` in a letter's source (Markdown with
+    Jinja2), when they are found there: where a value that makes letters differ is written."""
+    tail = before.split()[-3:]
+    if not tail:
+        return None
+    pattern = r"\s+".join(re.escape(word) for word in tail)
+    found = None
+    for found in re.finditer(pattern, source):
+        pass  # the last one: the words nearest the value in a letter that repeats them
+    if found is None:
+        return None
+    at = len(source) - len(source[found.end():].lstrip())  # the next thing written after those words
+    return source.count("\n", 0, at) + 1, at - (source.rfind("\n", 0, at) + 1) + 1

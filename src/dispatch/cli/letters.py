@@ -130,7 +130,12 @@ def _explain_lines(explanation: campaign.Explanation, rendered: int) -> list[str
     if not rendered:
         return ["nothing rendered, nothing to explain (--force renders every letter again)"]
     lines = []
+    alone = [group for group in explanation.groups if len(group.members) == 1 and not group.reason]
+    if len(alone) < 4:  # a few are listed with the others; many (a personalised letter) in one line
+        alone = []
     for number, group in enumerate(explanation.groups, start=1):
+        if group in alone:
+            continue
         head = f"group {number}: {len(group.members)} letter(s), first {group.members[0]}"
         if group.reason:
             lines.append(f"{head}: rendered whole, because {group.reason}")
@@ -139,6 +144,26 @@ def _explain_lines(explanation: campaign.Explanation, rendered: int) -> list[str
         for name, width, height, pages in group.regions:
             shown = ", ".join(str(p) for p in pages)
             lines.append(f"  {name}: {width:.1f} × {height:.1f} mm, page{'s' if len(pages) > 1 else ''} {shown}")
+    if alone:
+        names = [group.members[0] for group in alone]
+        listed = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        regions = ", ".join(name for name, *_ in alone[0].regions)
+        lines.append(f"{len(alone)} letters alone in their groups ({listed}): each laid over a master of its own "
+                     f"({alone[0].master_pages} page(s)), regions {regions}")
+    difference = explanation.difference
+    if difference is not None:
+        where = f" ({explanation.where})" if explanation.where else ""
+        a, b = explanation.apart
+
+        def shown(words: str) -> str:
+            return f"“{words}…”" if words else "nothing"
+
+        lines.append(f"the groups' text differs outside the regions after “…{difference.before}”{where}: "
+                     f"{a} has {shown(difference.first)}, {b} {shown(difference.second)}")
+        if alone:
+            lines.append("  a recipient value there gives each letter a master of its own (pages after the first "
+                         "are shared where they match); kept in a region (data-variable, fixed height) it would "
+                         "be laid over one master for all")
     whole = explanation.whole
     lines.append(f"layered: {rendered - len(whole)} letter(s); rendered whole: {len(whole)}")
     reasons: dict[str, list[str]] = {}

@@ -23,7 +23,7 @@ from dispatch.pdf.master import PT_PER_PX, FellBack, Master, MasterJob, master_h
 from dispatch.pdf.overlay import LayeredLetter, OverlayJob, Solo, SoloBatch, SoloJob, WarmUp
 from dispatch.pdf.pool import PdfPool
 from dispatch.pdf.tails import WholeJob
-from dispatch.regions import Parts
+from dispatch.regions import Difference, Parts, first_difference
 
 MM_PER_PX = PT_PER_PX * 25.4 / 72
 # Letters per overlay job: WeasyPrint's work on a document is shared by its letters, and the workers share
@@ -63,6 +63,11 @@ class Explanation:
 
     groups: list[Group] = field(default_factory=list)
     whole: dict[str, str] = field(default_factory=dict)  # recipient -> reason
+    # Why the first two groups are apart: where their text differs (outside the regions), and where that is
+    # in the letter's source ("letters/x.md:12:5", when found: see stages/render.py).
+    difference: Difference | None = None
+    where: str | None = None
+    apart: tuple[str, str] = ("", "")  # the first letter of each of those two groups
 
 
 class LetterStream:
@@ -119,6 +124,10 @@ class LetterStream:
                 if len(members) == 1 and key not in self._masters and key not in self._sent_alone]
         layered = [key for key in self._groups if key not in solo and len(self._groups[key]) > 1]
         masters = self._master_results(layered)
+        keys = list(self._groups)
+        if len(keys) > 1 and keys[0] in self.shared and keys[1] in self.shared:
+            self.explanation.difference = first_difference(self.shared[keys[0]].body, self.shared[keys[1]].body)
+            self.explanation.apart = (self._groups[keys[0]][0].name, self._groups[keys[1]][0].name)
         later: list[OverlayJob] = []  # not eager: run below, in order
         for key, master in zip(layered, masters):
             members = self._groups[key]

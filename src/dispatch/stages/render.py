@@ -30,7 +30,7 @@ from dispatch.pdf.engine import Done, PdfRenderer, check_pdf_variant, engine_ver
 from dispatch.pdf.master import supports
 from dispatch.pdf.pool import workers_for
 from dispatch.pdf.signing import Signer
-from dispatch.regions import Parts
+from dispatch.regions import Parts, place_in_source
 from dispatch.workspace import Workspace
 
 
@@ -178,6 +178,7 @@ class RenderRun:
         for finished in self.stream.finish():
             if self._record(campaign, finished, plan, journal, summary, on_progress):
                 break
+        _locate_difference(campaign, self.stream.explanation)
         return summary
 
     def _record(self, campaign: Campaign, finished: list[Done], plan: dict, journal: Journal,
@@ -289,3 +290,17 @@ def render_html(campaign: Campaign, warnings: list[Problem], *, only: list[str] 
         if on_progress:
             on_progress(result)
     return summary
+
+
+def _locate_difference(campaign: Campaign, explanation: Explanation) -> None:
+    """Where, in the letter's source, the text that sets its groups apart is written (for --explain)."""
+    difference = explanation.difference
+    path = campaign.letter.path
+    if difference is None or not difference.before:
+        return
+    try:
+        place = place_in_source(path.read_text(encoding="utf-8"), difference.before)
+    except (OSError, UnicodeDecodeError):
+        return
+    if place is not None:
+        explanation.where = f"{campaign.workspace.relative(path)}:{place[0]}:{place[1]}"
