@@ -116,7 +116,7 @@ def _check_wheel_contents(wheel: Path) -> None:
     assert {"FONTS.md", "OFL.txt", "OFL-Noto.txt", "Apache-2.0.txt", "SourceSerifPro-Regular.ttf"} <= fonts
     assert not [n for n in names if n.startswith(("tests/", "bench/")) or "__pycache__" in n]
     assert "Name: dispatch-letters" in metadata and "License-Expression: MIT" in metadata
-    assert "dispatch = dispatch.cli:run" in entry_points
+    assert "dispatch = dispatch.launch:run" in entry_points
     unconditional = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert not [line for line in unconditional if re.search(r"pandas|pyhanko|watchfiles|keyring|pytest", line)]
 

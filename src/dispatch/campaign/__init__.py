@@ -289,13 +289,6 @@ SIGN_PASSWORD_VARIABLE = "DISPATCH_SIGN_PASSWORD"
 SIGN_KEYRING_SERVICE = "dispatch-signing-key"
 
 
-def start_workers() -> None:
-    """Start the render workers' server now, so that they import WeasyPrint while the command line is read."""
-    from dispatch.pdf.pool import warm_up
-
-    warm_up()
-
-
 def renderer_process(ws: Workspace):
     """A renderer in a process of its own (a context manager), for one letter: WeasyPrint is imported there
     while this process reads and checks the campaign."""

@@ -173,11 +173,8 @@ def _stop(signum, frame) -> None:
 
 
 def run() -> None:
+    """The command line (dispatch.launch.run, the `dispatch` command, has started what it can start early)."""
     signal.signal(signal.SIGTERM, _stop)
-    if _command(sys.argv[1:]) == "render":
-        from dispatch import campaign
-
-        campaign.start_workers()  # the workers' WeasyPrint is imported while Typer reads the arguments
     try:
         app()
     except SystemExit as exc:
@@ -205,14 +202,3 @@ def _end(code) -> None:
     os._exit(code)
 
 
-def _command(args: list[str]) -> str | None:
-    """The command word of a command line: the first word that is neither an option nor -C's folder."""
-    folder = False
-    for arg in args:
-        if folder:
-            folder = False
-        elif arg in ("-C", "--workspace"):
-            folder = True
-        elif not arg.startswith("-"):
-            return arg
-    return None
