@@ -351,6 +351,9 @@ def replayed_pages():
     from weasyprint.document import Page
 
     original = Page.paint
+    if original is _paint:  # already replaying (a document written while another is)
+        yield
+        return
     Page.dispatch_paint = original
     Page.paint = _paint
     try:
