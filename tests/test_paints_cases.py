@@ -3,7 +3,7 @@ shapes: each letter's PDF must be the bytes of its own whole render, plain and P
 
 Every case renders a sequence of letters twice in one process: whole (no sharing, no replay), then inside
 tails.shared_pages(); the first letter is the reference, the later ones share its later pages and replay (or
-refuse to replay) their painting. The cases marked xfail are known to differ: the reason says which part."""
+refuse to replay) their painting."""
 
 from __future__ import annotations
 
@@ -73,23 +73,28 @@ def fresh():
     tails._references.clear()
 
 
-def same_bytes(renderer: PdfRenderer, htmls: list[str], *, plain: list[bool] | None = None) -> dict[str, int]:
-    """Render the letters whole, then sharing pages; assert each letter's bytes; return what was shared."""
+def same_bytes(renderer: PdfRenderer, htmls: list[str], *, plain: list[bool] | None = None,
+               shared: bool = True) -> dict[str, int]:
+    """Render the letters whole, then sharing pages; assert each letter's bytes; return what was shared.
+    shared: some letter must share its later pages (else none may)."""
     plain = plain or [False] * len(htmls)
     whole = [renderer.write(renderer.layout(html, plain=p), plain=p) for html, p in zip(htmls, plain)]
     tails._references.clear()
     before = {**tails.statistics, **paints.statistics}
     with tails.shared_pages():
-        shared = [renderer.write(renderer.layout(html, plain=p), plain=p) for html, p in zip(htmls, plain)]
-    differ = [n for n, (a, b) in enumerate(zip(shared, whole)) if a != b]
+        sharing = [renderer.write(renderer.layout(html, plain=p), plain=p) for html, p in zip(htmls, plain)]
+    differ = [n for n, (a, b) in enumerate(zip(sharing, whole)) if a != b]
     assert differ == [], f"letters {differ} differ from their whole render"
     counts = {key: value - before[key] for key, value in {**tails.statistics, **paints.statistics}.items()}
-    assert counts["shared"] >= 1, "no letter shared its later pages: the case tests nothing"
+    if shared:
+        assert counts["shared"] >= 1, "no letter shared its later pages: the case tests nothing"
+    else:
+        assert counts["shared"] == 0, "a letter shared later pages it must not share"
     return counts
 
 
-def check(templates: Path, variant: str | None, htmls: list[str]) -> dict[str, int]:
-    return same_bytes(PdfRenderer(templates, pdf_variant=variant), htmls)
+def check(templates: Path, variant: str | None, htmls: list[str], *, shared: bool = True) -> dict[str, int]:
+    return same_bytes(PdfRenderer(templates, pdf_variant=variant), htmls, shared=shared)
 
 
 # Cases that hold.
@@ -270,22 +275,22 @@ def test_letters_with_different_numbers_of_pages(templates, variant):
     check(templates, variant, [long_first(words, who) for words, who in spec])
 
 
-CLAMP = ("tails: a copied page's text boxes share their Pango layouts with the reference's (box.copy()); painting "
-         "a line cut by line-clamp (block-ellipsis) sets the layout's text to the text plus an ellipsis, so each "
-         "later painting of a copy of that page (a letter whose page is painted, not replayed) adds another '…'")
+# Painting a line cut by line-clamp sets its Pango layout's text to the text and an ellipsis; a copied page's
+# text boxes share their layouts with the reference's: such a page is never shared (tails._clamped).
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("cut", [
-    pytest.param("line-clamp: 2", marks=pytest.mark.xfail(strict=True, reason=CLAMP)),
+    "line-clamp: 2",
     "white-space: nowrap; overflow: hidden; text-overflow: ellipsis"])
 def test_an_ellipsis_on_a_shared_page_painted_again(templates, variant, cut):
     """Painting an ellipsis can change the text box's Pango layout, which a shared page's copy shares with the
     reference: letters whose running head (or glyph widths) differ paint the page again."""
     rest = paragraphs(3) + f'<p style="{cut}">' + "A paragraph cut with an ellipsis, " * 8 + "</p>" + paragraphs(6)
     heads = ["Same head", "Same head", "Other head", "Same head", "Third head", "Same head"]
-    check(templates, variant, [letter(f, rest, running=h) for f, h in zip([*FIRSTS, "Chad"], heads)])
+    check(templates, variant, [letter(f, rest, running=h) for f, h in zip([*FIRSTS, "Chad"], heads)],
+          shared="line-clamp" not in cut)
 
 
 @pytest.mark.slow
@@ -305,16 +310,11 @@ def test_two_renderers_in_one_process(templates):
     assert [n for n, (a, b) in enumerate(zip(shared, whole)) if a != b] == []
 
 
-# Cases that do not hold: the replay (paints.py).
-
-SVG_REPLAY = ("paints: _same_page compares each box's kind, place, size, text and style, not a replaced box's image; "
-              "WeasyPrint draws an SVG image inline in the page's content (no XObject, so _record does not refuse "
-              "it): a later page whose running head or fixed box shows another SVG of the same size replays the "
-              "reference's drawing")
+# Images: WeasyPrint draws an SVG in the page's content (no XObject); a running head or fixed box showing
+# another SVG of the same size must not replay the recorded drawing (paints._same_page compares images).
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=SVG_REPLAY)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_an_svg_image_in_the_running_head_that_differs_per_letter(templates, variant):
     images = ["square.svg", "disc.svg", "square.svg", "disc.svg", "square.svg"]
@@ -323,7 +323,6 @@ def test_an_svg_image_in_the_running_head_that_differs_per_letter(templates, var
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=SVG_REPLAY)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_an_inline_svg_in_the_running_head_that_differs_per_letter(templates, variant):
     colours = ["#c00", "#00c", "#c00", "#00c", "#c00"]
@@ -332,7 +331,6 @@ def test_an_inline_svg_in_the_running_head_that_differs_per_letter(templates, va
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=SVG_REPLAY)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_fixed_svg_with_text_that_differs_per_letter(templates, variant):
     """A reference number drawn as SVG text in a fixed box (repeated on every page): same size, other glyphs."""
@@ -344,15 +342,12 @@ def test_a_fixed_svg_with_text_that_differs_per_letter(templates, variant):
     check(templates, variant, [letter(fixed(r) + f, paragraphs(10)) for f, r in zip(FIRSTS, refs)])
 
 
-# Cases that do not hold: the shared layout (tails.py), replay or not.
-
-STYLES_BEFORE = ("tails: Reference.matches compares the elements from the second page's on (and their ancestors), "
-                 "not what comes before them that reaches their computed style: the copied later pages keep the "
-                 "reference's styles")
+# What comes before the second page and reaches the later pages' styles or content: a <style> that differs,
+# an @page size, a class or an empty paragraph matched by a sibling selector, quotes opened on page 1. Such
+# letters do not share their later pages (tails.Tree.outline, tails._quotes).
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=STYLES_BEFORE + " (a <style> in <head> that differs per letter)")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_style_in_the_head_that_differs_per_letter(templates, variant):
     colours = ["#000", "#c00", "#000", "#c00", "#000"]
@@ -360,7 +355,6 @@ def test_a_style_in_the_head_that_differs_per_letter(templates, variant):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=STYLES_BEFORE + " (an @page size: the later pages keep the reference's size)")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_later_pages_the_same_but_at_another_page_size(templates, variant):
     sizes = ["A6", "105mm 160mm", "A6", "105mm 160mm", "A6"]
@@ -368,7 +362,6 @@ def test_later_pages_the_same_but_at_another_page_size(templates, variant):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=STYLES_BEFORE + " (a class on the first page matched by a sibling selector)")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_class_on_the_first_page_that_styles_later_ones(templates, variant):
     marks = ["", " vip", "", " vip", ""]
@@ -377,7 +370,6 @@ def test_a_class_on_the_first_page_that_styles_later_ones(templates, variant):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=STYLES_BEFORE + " (text only: an empty first paragraph matched by :empty)")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_an_empty_first_paragraph_that_styles_later_pages(templates, variant):
     firsts = ["Zanzibar quiz", "", "Andorra", "", "Zanzibar quiz"]
@@ -385,11 +377,9 @@ def test_an_empty_first_paragraph_that_styles_later_pages(templates, variant):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="tails: the depth of quotes is counted when boxes are built, and the first "
-                   "page's match does not compare it: the copied later pages keep the reference's quotation marks")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_an_open_quote_on_the_first_page_of_some_letters(templates, variant):
     style = ".open::after { content: open-quote; } q { quotes: '«' '»' '‹' '›'; }"
     rest = paragraphs(3) + "<p><q>Quoted</q></p>" + paragraphs(6)
     marks = ["", " open", "", " open", ""]
-    check(templates, variant, [letter(f, rest, style, big=m) for f, m in zip(FIRSTS, marks)])
+    check(templates, variant, [letter(f, rest, style, big=m) for f, m in zip(FIRSTS, marks)], shared=False)

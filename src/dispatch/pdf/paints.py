@@ -11,7 +11,7 @@ tags on its own boxes, the same effects on its own fonts, the compressed content
 Replaying gives the bytes painting would: a recording is used only when
 - the page is the same: every box of the page (margin boxes, running head and page numbers included) has
   the same kind, place, size and text, and the same style (the same computed style object, or one with the
-  same values for every property);
+  same values for every property), and every image is the very one recorded;
 - the document's state before the page cannot change the painting: a glyph width that painting would take
   from an earlier page (it rounds widths at the size where a glyph is first drawn) is the one the recording
   took; a glyph or font the reference had already met before the page, and this letter has not, makes the
@@ -110,6 +110,7 @@ class Recording:
     tags: list | None  # (box index, tag, mcid)
     shape: list  # the page's boxes: (kind, place and size, text)
     styles: list  # their computed styles
+    replaced: list  # their images (replaced boxes), or None
     data: bytes | None = None  # the compressed content, once written
     digests: dict = field(default_factory=dict)
 
@@ -157,7 +158,9 @@ def _same_page(recording: Recording, boxes: list, memo: dict) -> bool:
         mine = box.style
         if mine is not style and _digest(mine, memo) != _digest(style, recording.digests):
             return False
-    return True
+    # An image is the same only as itself: an SVG drawn in the content (no XObject) that differs per letter
+    # (a running head's) has the size of the one recorded.
+    return all(getattr(box, "replacement", None) is image for box, image in zip(boxes, recording.replaced))
 
 
 def _names(operations: list, operator: bytes) -> set[str]:
@@ -309,7 +312,8 @@ def _record(page, stream, scale: float, boxes_of) -> Recording | None:
     return Recording(prefix, list(operations), uses,
                      {name: states[name] for name in used_states if name in before["ExtGState"]},
                      [(name, copy.copy(states[name])) for name in added], tuple(sorted(x_objects)),
-                     tags, _shape(boxes), [box.style for box in boxes])
+                     tags, _shape(boxes), [box.style for box in boxes],
+                     [getattr(box, "replacement", None) for box in boxes])
 
 
 @dataclass

@@ -14,9 +14,12 @@ subset to the characters of its own pages, tags. Its bytes are those of its whol
 so they depend on its own row only, never on which letter was the reference.
 
 Guards (otherwise the letter is laid out whole, and becomes a reference itself): the two documents have
-the same elements with the same attributes, differing only in text; every difference comes before the
-element the second page starts in; no footnotes, no content carried over the page break out of the flow,
-no target counters; the reference needed a single layout pass.
+the same elements with the same attributes and the same stylesheets, differing only in text (and not in
+which texts are empty) outside their variable regions; every difference comes before the element the
+second page starts in; no footnotes, no content carried over the page break out of the flow, no target
+counters, no generated quotes (their depth where a page starts is not compared); the reference needed a
+single layout pass and has no line cut by line-clamp (painting it changes its Pango layout, which copies
+of the page share).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from dispatch.pdf.engine import Done, PdfRenderer
 from dispatch.pdf.paints import Painted
 from dispatch.pdf.pool import Job
+from dispatch.regions import ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class Tree:
         self.start: dict[int, int] = {}
         self.index: dict[int, int] = {}
         self.parent: dict[int, Any] = {}
+        self._outline: tuple | None = None
         todo = [(root, None)]
         while todo:
             element, after = todo.pop()
@@ -63,6 +68,27 @@ class Tree:
                 self.parent[id(child)] = element
                 todo.append((None, child))
                 todo.append((child, None))
+
+    @property
+    def outline(self) -> tuple:
+        """What, anywhere in the document, may reach the style of a later element (a sibling selector, :empty,
+        :has, a <style>): each element's tag and attributes (a <meta>'s excepted), whether its text and tail
+        are empty, and the stylesheets' text. Not what is inside a variable region: as for layered letters,
+        a region's content does not style what is around it (see regions.py)."""
+        if self._outline is None:
+            tags, empty, sheets = [], [], []
+            todo = [self.elements[0]] if self.elements else []
+            while todo:
+                element = todo.pop()
+                tag = _tag(element)
+                tags.append((tag, () if tag == "meta" else tuple(sorted(element.attrib.items()))))
+                empty += [not element.text, not element.tail]
+                if tag == "style":
+                    sheets.append(element.text)
+                if element.get(ATTRIBUTE) is None:
+                    todo.extend(reversed(list(element)))
+            self._outline = (tuple(tags), tuple(empty), tuple(sheets))
+        return self._outline
 
     def chain(self, element) -> list[tuple]:
         """The element and its ancestors: tag, attributes, place among its parent's children."""
@@ -101,7 +127,8 @@ class Reference:
     def matches(self, tree: Tree, element, first: tuple) -> bool:
         return (self.first == first and len(tree.elements) - tree.index[id(element)] ==
                 len(self.tree.elements) - self.tree.index[id(self.element)] and
-                tree.chain(element) == self.chain and tree.after(element) == self.after)
+                tree.chain(element) == self.chain and tree.after(element) == self.after and
+                tree.outline == self.tree.outline)
 
     def mapping(self, tree: Tree, element) -> dict[int, Any]:
         """This reference's elements -> the other document's: the ones that follow and the ancestors."""
@@ -157,7 +184,7 @@ def layout_document(html, root_box, context, max_loops: int = 8):
 
     tree = Tree(html.etree_element)
     candidates = _references
-    if context.footnotes or context.target_collector.counter_lookup_items:
+    if context.footnotes or context.target_collector.counter_lookup_items or _quotes(context):
         candidates = []
     initialize_page_maker(context, root_box)
     context.rendered_notes = []
@@ -206,7 +233,7 @@ def _whole_after_first(html, root_box, context, first, tree: Tree, max_loops: in
     if _needs_another_pass(context, len(pages)):  # page-based counters: WeasyPrint's own loop, from the start
         return whole(html, root_box, context, max_loops)
     if len(pages) > 1 and not context.footnotes and not context.target_collector.counter_lookup_items \
-            and _running_on_first_page_only(context):
+            and _running_on_first_page_only(context) and not _quotes(context) and not _clamped(pages[1:]):
         element = _resume_element(root_box, context.page_maker[1][0])
         if element is not None and id(element) in tree.index:
             painted = [Painted() for _ in pages[1:]]
@@ -217,6 +244,30 @@ def _whole_after_first(html, root_box, context, first, tree: Tree, max_loops: in
             for page, recordings in zip(pages[1:], painted):
                 page.dispatch_painted = recordings
     return _finish(html, context, pages)
+
+
+def _quotes(context) -> bool:
+    """Whether generated content opens or closes quotes (a <q>, `content: open-quote`): the depth of quotes
+    where a page starts is not part of what the first page's end is compared on."""
+    for (_, pseudo), style in context.style_for._computed_styles.items():
+        content = dict.get(style, "content") if pseudo else None
+        if isinstance(content, (list, tuple)) and any(
+                isinstance(item, tuple) and item and item[0] == "quote" for item in content):
+            return True
+    return False
+
+
+def _clamped(pages) -> bool:
+    """Whether a line on these pages is cut with an ellipsis by line-clamp: painting it changes the text of
+    its Pango layout, which the copies of the page share."""
+    todo = list(pages)
+    while todo:
+        box = todo.pop()
+        style = getattr(box, "style", None)
+        if style is not None and style["block_ellipsis"] != "none":
+            return True
+        todo.extend(getattr(box, "children", None) or ())
+    return False
 
 
 def _running_on_first_page_only(context) -> bool:
