@@ -32,6 +32,7 @@ from typing import Iterator
 import pytest
 
 from tests.oauth_server import AuthorizationServer, authorization_server
+from tests.processes import stop
 
 USER = "coordinator@coalition.example"
 PASSWORD = "imap-Pa55word-never-logged"
@@ -216,15 +217,7 @@ def _wait_for_greeting(dovecot: Dovecot, deadline: float) -> bool:
 
 
 def _stop(dovecot: Dovecot) -> None:
-    process = dovecot.process
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
+    stop(dovecot.process)
 
 
 @contextmanager

@@ -4,30 +4,17 @@ without echoing it."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import email_row
 from tests.smtp_server import PASSWORD, smtp_server
+from tests.processes import read_until
 
 DISPATCH = Path(sys.executable).parent / "dispatch"
-
-
-def read_until(fd: int, text: bytes, seen: bytearray, timeout: float = 30) -> None:
-    end = time.monotonic() + timeout
-    while text not in seen:
-        assert time.monotonic() < end, f"never saw {text!r} in {bytes(seen)!r}"
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                seen.extend(os.read(fd, 4096))
-            except OSError:
-                break
 
 
 @pytest.mark.slow

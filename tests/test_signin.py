@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from tests.mail_account import (ACCOUNT, CheckingRecorder, account_campaign, con
                                 write_account)
 from tests.oauth_server import authorization_server
 from tests.smtp_server import smtp_server
+from tests.processes import read_until
 
 runner = CliRunner()
 DISPATCH = Path(sys.executable).parent / "dispatch"
@@ -192,9 +192,9 @@ def test_an_oauth_account_is_never_asked_for_a_password_in_a_terminal(config_hom
             os.close(slave)
             seen = bytearray()
             try:
-                _read_until(master, b"Send 1 message(s)? [y/N]:", seen)
+                read_until(master, b"Send 1 message(s)? [y/N]:", seen)
                 os.write(master, b"y\n")
-                _read_until(master, b"messages/s)", seen)
+                read_until(master, b"messages/s)", seen)
                 assert process.wait(timeout=60) == 0
             finally:
                 process.kill()
@@ -368,16 +368,3 @@ def _assert_no_secret(secrets: list[str], text: str, folder: Path) -> None:
         if path.is_file():
             data = path.read_bytes()
             assert not [s for s in secrets if s.encode() in data], path
-
-
-def _read_until(fd: int, text: bytes, seen: bytearray, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while text not in seen:
-        assert time.monotonic() < end, f"never saw {text!r} in {bytes(seen)!r}"
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                seen.extend(os.read(fd, 4096))
-            except OSError:
-                break
-

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
@@ -25,6 +24,7 @@ import pytest
 
 from dispatch.status import cells
 from tests.conftest import REPO, interruptible
+from tests.processes import read_until
 
 DISPATCH = str(Path(sys.executable).parent / "dispatch")
 LETTER = "out/icc-states-parties-2020"
@@ -193,15 +193,3 @@ def test_the_tour_commands_that_need_more_than_the_sample(fresh_sample, tmp_path
     with open(campaign / "recipients.csv", encoding="utf-8", newline="") as table:
         emailed = [row["email"] for row in csv.DictReader(table) if row["email"]]
     assert received.rcpt_tos == emailed and received.message["Subject"]
-
-
-def read_until(fd: int, text: bytes, seen: bytearray, timeout: float = 300) -> None:
-    end = time.monotonic() + timeout
-    while text not in seen:
-        assert time.monotonic() < end, f"never saw {text!r} in {bytes(seen)[-3000:]!r}"
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if ready:
-            try:
-                seen.extend(os.read(fd, 4096))
-            except OSError:
-                break

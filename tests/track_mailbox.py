@@ -31,6 +31,7 @@ import pytest
 
 from dispatch.mail.imap import ImapClient, imap_settings
 from tests.imap_server import Dovecot
+from tests.processes import stop
 
 CORPUS = Path(__file__).resolve().parent / "bounces"
 COORDINATOR = "coordinator@example.org"
@@ -277,13 +278,7 @@ def running_exim() -> Iterator[Exim]:
             pytest.skip(f"exim4 did not start its daemon here: {' '.join(text.split())[:300]}")
         yield Exim(root, port, process)
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop(process)
         shutil.rmtree(root, ignore_errors=True)
 
 

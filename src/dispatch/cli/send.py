@@ -77,17 +77,22 @@ def _print_summary(summary) -> None:
         err.print(f"failed: {rid}: {reply}", markup=False)
     _show_uncertain(err, summary.uncertain)
     _show_copies(summary)
-    if summary.stopped:
-        err.print(f"stopped: {summary.stopped}", markup=False)
-        if summary.hint:
-            err.print(f"  hint: {summary.hint}", markup=False)
-        if summary.not_attempted:
-            err.print(f"  not attempted: {len(summary.not_attempted)}; run dispatch send again to send them", markup=False)
+    _show_stopped(summary, "not attempted", "run dispatch send again to send them")
     rate = len(summary.sent) / summary.seconds if summary.seconds > 0 else 0.0
     skipped = len(summary.already_sent) + len(summary.drafted_earlier)
     out.print(f"sent {len(summary.sent)}, failed {len(summary.failed) + len(summary.failed_earlier)}, "
               f"uncertain {len(summary.uncertain) + len(summary.uncertain_earlier)}, skipped {skipped} "
               f"in {summary.seconds:.1f} s ({rate:.1f} messages/s)", markup=False)
+
+
+def _show_stopped(summary, left: str, again: str) -> None:
+    """Why the run stopped, and how many messages it left (`left`: what they were not) for `again`."""
+    if summary.stopped:
+        err.print(f"stopped: {summary.stopped}", markup=False)
+        if summary.hint:
+            err.print(f"  hint: {summary.hint}", markup=False)
+        if summary.not_attempted:
+            err.print(f"  {left}: {len(summary.not_attempted)}; {again}", markup=False)
 
 
 def _show_copies(summary) -> None:
@@ -104,12 +109,7 @@ def _show_copies(summary) -> None:
 
 def _print_drafts(summary) -> None:
     _show_left_out(summary)
-    if summary.stopped:
-        err.print(f"stopped: {summary.stopped}", markup=False)
-        if summary.hint:
-            err.print(f"  hint: {summary.hint}", markup=False)
-        if summary.not_attempted:
-            err.print(f"  not drafted: {len(summary.not_attempted)}; run dispatch send --drafts again", markup=False)
+    _show_stopped(summary, "not drafted", "run dispatch send --drafts again")
     folder = f' "{summary.drafts_folder}"' if summary.drafts_folder else ""
     out.print(f"drafted {len(summary.drafted)} in the Drafts folder{folder}, skipped "
               f"{len(summary.already_sent) + len(summary.drafted_earlier)} in {summary.seconds:.1f} s; nothing was sent",
